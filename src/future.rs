@@ -1,0 +1,284 @@
+//! `LoopFuture<T>`: asyncio's `Future`, a result slot with done-callbacks.
+//!
+//! A `LoopFuture` is a box that starts empty and is filled once: with a result, an
+//! exception, or a cancellation. Whoever is interested registers a *done-callback*; when the
+//! box is filled, every callback is **scheduled** with `call_soon`, in registration order,
+//! never run inline (F1). A task that awaits the future is just one more done-callback: its
+//! waker sits in the same list, so it resumes between the callbacks registered before and
+//! after it (F2).
+//!
+//! ```text
+//!   LoopFuture<T> ── Rc ──► FutureCell { state: Pending | Done(Ok(T) | Err(e)) | Cancelled,
+//!                                        callbacks: [cb#1, waker(T3), cb#2] }
+//!   set_result(v):  state = Done(Ok(v))
+//!                   call_soon(cb#1); wake(T3); call_soon(cb#2)   ──► ready queue, in order
+//! ```
+//!
+//! # asyncio equivalent
+//! `asyncio.Future` (`futures.py`): `set_result`, `set_exception`, `cancel`,
+//! `add_done_callback`, `remove_done_callback`, `done`, `cancelled`, `result`, `exception`.
+//! `Future` is the name of the std trait, so ours is `LoopFuture<T>`. Awaiting it yields
+//! `Result<T, Error>`; `T: Clone` because every awaiter and every `result()` call gets a copy,
+//! as every Python awaiter gets a reference to the same object.
+//!
+//! # Invariants
+//! - **F1** Completing a future never runs a callback inline; a callback added after
+//!   completion is scheduled too.
+//! - **F2** Callbacks and awaiting tasks are scheduled in registration order.
+//! - **F3** A future is completed at most once; a second `set_*` is an `InvalidState` error.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use crate::error::{CancelledError, Error, Exception};
+use crate::events::LoopHandle;
+
+/// One entry of a done-callback list: a callback, or an awaiting task's waker.
+pub(crate) enum Watcher<C> {
+    /// A registered callback, with the id `remove_done_callback` refers to.
+    Callback {
+        /// Registration id.
+        id: u64,
+        /// The callback.
+        f: C,
+    },
+    /// The waker of a task awaiting the future.
+    Waker(Waker),
+}
+
+/// Done-callbacks in registration order (F2).
+pub(crate) struct DoneCallbacks<C> {
+    list: Vec<Watcher<C>>,
+    next_id: u64,
+}
+
+impl<C> Default for DoneCallbacks<C> {
+    fn default() -> Self {
+        DoneCallbacks { list: Vec::new(), next_id: 0 }
+    }
+}
+
+impl<C> DoneCallbacks<C> {
+    /// An empty list (allocates nothing).
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append a callback; returns its id.
+    pub(crate) fn push_callback(&mut self, f: C) -> u64 {
+        self.next_id += 1;
+        self.list.push(Watcher::Callback { id: self.next_id, f });
+        self.next_id
+    }
+
+    /// Register an awaiter's waker: refresh it if that task already waits here (keeping its
+    /// place), else append it.
+    pub(crate) fn set_waker(&mut self, waker: &Waker) {
+        for w in self.list.iter_mut() {
+            if let Watcher::Waker(existing) = w {
+                if existing.will_wake(waker) {
+                    return;
+                }
+            }
+        }
+        self.list.push(Watcher::Waker(waker.clone()));
+    }
+
+    /// Remove the callback with `id`; true if it was there.
+    pub(crate) fn remove(&mut self, id: u64) -> bool {
+        let before = self.list.len();
+        self.list.retain(|w| !matches!(w, Watcher::Callback { id: i, .. } if *i == id));
+        before != self.list.len()
+    }
+
+    /// Number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+}
+
+impl<C> IntoIterator for DoneCallbacks<C> {
+    type Item = Watcher<C>;
+    type IntoIter = std::vec::IntoIter<Watcher<C>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.into_iter()
+    }
+}
+
+/// Where a future's outcome stands.
+enum FutState<T> {
+    Pending,
+    Done(Result<T, Error>),
+}
+
+/// A done-callback of a `LoopFuture<T>`: it receives the future, as in asyncio.
+type FutCallback<T> = Box<dyn FnOnce(&LoopFuture<T>)>;
+
+struct FutureCell<T> {
+    state: FutState<T>,
+    callbacks: DoneCallbacks<FutCallback<T>>,
+}
+
+/// asyncio's `Future`: a slot filled once, with done-callbacks. Cheap to clone (shared).
+pub struct LoopFuture<T> {
+    lp: LoopHandle,
+    cell: Rc<RefCell<FutureCell<T>>>,
+}
+
+impl<T> Clone for LoopFuture<T> {
+    fn clone(&self) -> Self {
+        LoopFuture { lp: self.lp.clone(), cell: self.cell.clone() }
+    }
+}
+
+impl<T> fmt::Debug for LoopFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.cell.borrow();
+        let state = match &c.state {
+            FutState::Pending => "pending",
+            FutState::Done(Ok(_)) => "finished",
+            FutState::Done(Err(Error::Cancelled(_))) => "cancelled",
+            FutState::Done(Err(_)) => "failed",
+        };
+        f.debug_struct("LoopFuture").field("state", &state).field("callbacks", &c.callbacks.len()).finish()
+    }
+}
+
+/// Identifies a registered done-callback, for `remove_done_callback`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallbackToken(u64);
+
+impl<T: 'static> LoopFuture<T> {
+    /// A pending future bound to `lp`. asyncio: `loop.create_future()`.
+    pub fn new(lp: &LoopHandle) -> LoopFuture<T> {
+        LoopFuture {
+            lp: lp.clone(),
+            cell: Rc::new(RefCell::new(FutureCell { state: FutState::Pending, callbacks: DoneCallbacks::new() })),
+        }
+    }
+
+    /// The loop this future schedules its callbacks on.
+    pub fn get_loop(&self) -> &LoopHandle {
+        &self.lp
+    }
+
+    /// Done (with a result, an exception or cancelled)? asyncio: `done()`.
+    pub fn is_done(&self) -> bool {
+        !matches!(self.cell.borrow().state, FutState::Pending)
+    }
+
+    /// Cancelled? asyncio: `cancelled()`.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.cell.borrow().state, FutState::Done(Err(Error::Cancelled(_))))
+    }
+
+    /// Complete with a value (F3). asyncio: `set_result`.
+    pub fn set_result(&self, value: T) -> Result<(), Error> {
+        self.complete(Ok(value))
+    }
+
+    /// Complete with an exception (F3). asyncio: `set_exception`.
+    pub fn set_exception(&self, exc: impl Into<Error>) -> Result<(), Error> {
+        self.complete(Err(exc.into()))
+    }
+
+    /// Cancel: returns false if already done. asyncio: `cancel()`.
+    pub fn cancel(&self) -> bool {
+        self.complete(Err(Error::cancelled())).is_ok()
+    }
+
+    /// Cancel with a message. asyncio: `cancel(msg)`.
+    pub fn cancel_with(&self, message: impl Into<String>) -> bool {
+        self.complete(Err(Error::Cancelled(CancelledError { message: Some(message.into()) }))).is_ok()
+    }
+
+    fn complete(&self, outcome: Result<T, Error>) -> Result<(), Error> {
+        let callbacks = {
+            let mut c = self.cell.borrow_mut();
+            if let FutState::Done(prev) = &c.state {
+                let what = if matches!(prev, Err(Error::Cancelled(_))) { "cancelled" } else { "finished" };
+                return Err(Error::invalid_state(format!("invalid state: the future is already {what}")));
+            }
+            c.state = FutState::Done(outcome);
+            std::mem::take(&mut c.callbacks)
+        };
+        // F1, F2: schedule, in order, with no borrow held.
+        for w in callbacks {
+            match w {
+                Watcher::Callback { f, .. } => {
+                    let me = self.clone();
+                    self.lp.call_soon(move |_| f(&me));
+                }
+                Watcher::Waker(w) => w.wake(),
+            }
+        }
+        Ok(())
+    }
+
+    /// Register `f` to be scheduled when the future is done (F1: scheduled even if it
+    /// already is). asyncio: `add_done_callback`.
+    pub fn add_done_callback(&self, f: impl FnOnce(&LoopFuture<T>) + 'static) -> CallbackToken {
+        let mut c = self.cell.borrow_mut();
+        if matches!(c.state, FutState::Pending) {
+            return CallbackToken(c.callbacks.push_callback(Box::new(f)));
+        }
+        drop(c);
+        let me = self.clone();
+        self.lp.call_soon(move |_| f(&me));
+        CallbackToken(0)
+    }
+
+    /// Unregister a callback; returns how many were removed (0 or 1).
+    /// asyncio: `remove_done_callback`.
+    pub fn remove_done_callback(&self, token: CallbackToken) -> usize {
+        usize::from(self.cell.borrow_mut().callbacks.remove(token.0))
+    }
+
+    /// The exception, if the future failed; `InvalidState` while pending; `Cancelled` if
+    /// cancelled. asyncio: `exception()`.
+    pub fn exception(&self) -> Result<Option<Error>, Error> {
+        match &self.cell.borrow().state {
+            FutState::Pending => Err(Error::invalid_state("Exception is not set.")),
+            FutState::Done(Err(e @ Error::Cancelled(_))) => Err(e.clone()),
+            FutState::Done(Err(e)) => Ok(Some(e.clone())),
+            FutState::Done(Ok(_)) => Ok(None),
+        }
+    }
+
+    /// A user exception shorthand: `set_exception(Exception::new(kind, msg))`.
+    pub fn set_error(&self, kind: &str, message: &str) -> Result<(), Error> {
+        self.set_exception(Exception::new(kind, message))
+    }
+}
+
+impl<T: Clone + 'static> LoopFuture<T> {
+    /// The result: `InvalidState` while pending, the error if it failed or was cancelled.
+    /// asyncio: `result()`.
+    pub fn result(&self) -> Result<T, Error> {
+        match &self.cell.borrow().state {
+            FutState::Pending => Err(Error::invalid_state("Result is not set.")),
+            FutState::Done(r) => r.clone(),
+        }
+    }
+}
+
+impl<T: Clone + 'static> Future for LoopFuture<T> {
+    type Output = Result<T, Error>;
+
+    /// Already done: ready at once, no trip through the loop (asyncio: `await` on a done
+    /// future does not yield). Else park the waker as a done-callback (F2).
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        let mut c = self.cell.borrow_mut();
+        match &c.state {
+            FutState::Done(r) => Poll::Ready(r.clone()),
+            FutState::Pending => {
+                c.callbacks.set_waker(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,626 @@
+//! Tasks: futures driven by the loop, stored in a slab, with observable states.
+//!
+//! A *task* is a boxed `std::future::Future` plus a header the loop keeps about it (state,
+//! name, who awaits it). Tasks live in a [`slab::Slab`]: a `Vec` of slots with a free list,
+//! so spawning reuses freed slots and a task is found by index in O(1). A [`TaskId`] is that
+//! index plus a *generation* (the task's spawn number), so an id or waker that outlives its
+//! task can be recognised as stale (W2).
+//!
+//! ```text
+//!   Slab<TaskSlot>                      ready queue (VecDeque<Ready>)
+//!   ┌───┬──────────────────────────┐    ┌──────────┬──────────┬────────┐
+//!   │ 0 │ T1 main   WAITING  fut ● │    │ Task(T3) │ Cb(#12)  │ ...    │
+//!   │ 1 │ (free)                   │    └────┬─────┴──────────┴────────┘
+//!   │ 2 │ T3 job-b  READY    fut ● │◄────────┘  run_task(T3): take fut out of
+//!   └───┴──────────────────────────┘             the slot, poll it, put it back
+//!
+//!  state machine (edge: function that takes it)
+//!   CREATED ─1─► READY ─2─► RUNNING ─3─► WAITING ─4─► READY ─► ...
+//!                                  └─5─► DONE | FAILED          (1: spawn, 2: run_task,
+//!   READY/WAITING ─6─► CANCELLED                                  3: poll → Pending,
+//!                                                                4: wake_task,
+//!   5: poll → Ready / panic caught, 6: run_task sees cancel_requested and drops the future)
+//! ```
+//!
+//! # asyncio equivalent
+//! `asyncio.Task` (`tasks.py`): `create_task` queues `__step` with `call_soon`; `__step` is
+//! our `run_task`; `__wakeup` is the waker (raw_waker.rs); `_fut_waiter` is `waiting_on`.
+//!
+//! ## Cancellation: where Rust differs
+//! asyncio's `cancel()` throws `CancelledError` *into* the coroutine at its await point; the
+//! coroutine may catch it, clean up with more awaits, even refuse and return normally. A
+//! Rust future cannot be resumed with an exception. looplab's `cancel()` is still a request
+//! (**K1**): the task is woken, and at its next step the loop *drops* its future instead of
+//! polling it. Dropping runs every destructor of the suspended `async fn` (its locals, guards,
+//! open sockets): that is the cleanup. Cleanup that must itself await (send a goodbye, flush)
+//! goes in a task that is `shield`ed or spawned from a `Drop` impl; see DESIGN.md.
+//!
+//! # Invariants
+//! - **K1** A task cancelled before its first step never runs any of its body.
+//! - **K2** Cancelling a task that is awaiting another task cancels that inner task first;
+//!   the outer one is dropped when the inner has finished (its cleanup ran first).
+//! - **K3** A task's future is polled only from `run_task`, never inside `spawn` or `wake`.
+//! - **K4** A panic inside a task is caught; the task becomes FAILED with the panic message
+//!   and the loop goes on. If nobody ever reads that error it is reported when the task is
+//!   forgotten ("exception was never retrieved").
+
+pub(crate) mod raw_waker;
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use crate::error::{Error, PanicError, panic_message};
+use crate::events::{LoopHandle, Ready, Running};
+use crate::future::{DoneCallbacks, Watcher};
+use crate::trace::{EventKind, Outcome, WakeSource};
+use raw_waker::{TaskWaker, waker_for};
+
+/// A task's identity: its slab slot and its generation (spawn number, from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// Slot in the task slab.
+    pub(crate) index: u32,
+    /// Spawn number within the loop; distinguishes tasks that reuse a slot (W2).
+    pub(crate) generation: u32,
+}
+
+impl TaskId {
+    /// The slab slot this task occupies (shown by the memory walkthrough).
+    pub fn slot(&self) -> usize {
+        self.index as usize
+    }
+    /// The spawn number: `Task-N` in asyncio's default naming.
+    pub fn number(&self) -> u32 {
+        self.generation
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "T{}", self.generation)
+    }
+}
+
+/// A task's life stage, as the memory walkthrough names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// Being set up inside `spawn`.
+    Created,
+    /// In the ready queue, waiting for its turn.
+    Ready,
+    /// Being polled right now.
+    Running,
+    /// Suspended at an await; waiting for a waker.
+    Waiting,
+    /// Returned a value.
+    Done,
+    /// Panicked.
+    Failed,
+    /// Cancelled: its future was dropped.
+    Cancelled,
+}
+
+impl TaskState {
+    /// DONE, FAILED or CANCELLED.
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Cancelled)
+    }
+    /// Upper-case name, as the teaching material prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Created => "CREATED",
+            TaskState::Ready => "READY",
+            TaskState::Running => "RUNNING",
+            TaskState::Waiting => "WAITING",
+            TaskState::Done => "DONE",
+            TaskState::Failed => "FAILED",
+            TaskState::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The boxed future a slot holds: the user's future, with its output boxed as `Any` so that
+/// tasks of every output type fit one slab. A `()` output boxes without allocating.
+pub(crate) type BoxedTask = Pin<Box<dyn Future<Output = Box<dyn Any>>>>;
+
+/// How a finished task ended, kept until its handle reads it.
+pub(crate) enum Finish {
+    /// The output, not yet taken.
+    Value(Box<dyn Any>),
+    /// The output was taken by the handle.
+    Taken,
+    /// Panicked or cancelled; `retrieved` says whether anyone read it (K4).
+    Failed { error: Error, retrieved: bool },
+}
+
+/// Done-callbacks of a task: `FnOnce(&LoopHandle)` closures.
+pub(crate) type TaskCallback = Box<dyn FnOnce(&LoopHandle)>;
+
+/// The header the loop keeps per task.
+pub(crate) struct TaskSlot {
+    /// This task's id (the slot index plus generation).
+    pub(crate) id: TaskId,
+    /// Life stage (see the state machine above).
+    pub(crate) state: TaskState,
+    /// In the ready queue already? Makes waking idempotent (W3).
+    pub(crate) queued: bool,
+    /// `cancel()` was called; takes effect at the next step (K1).
+    pub(crate) cancel_requested: bool,
+    /// A `Task<T>` handle still exists; if not, the slot is freed when the task finishes.
+    pub(crate) handle_alive: bool,
+    /// Name given at spawn; `None` means `Task-N`.
+    pub(crate) name: Option<Box<str>>,
+    /// The future; `None` while it is being polled (taken out so the slab is not borrowed
+    /// during user code) and after the task finished.
+    pub(crate) future: Option<BoxedTask>,
+    /// `size_of_val` of the future, for the walkthrough.
+    pub(crate) future_size: usize,
+    /// The task's own waker, lent to every poll through `Context`.
+    pub(crate) waker: Option<Waker>,
+    /// The outcome once finished.
+    pub(crate) result: Option<Finish>,
+    /// Done-callbacks and the wakers of tasks awaiting this one, in registration order.
+    pub(crate) watchers: DoneCallbacks<TaskCallback>,
+    /// The task this one awaited when it last suspended (asyncio: `_fut_waiter`), for K2.
+    pub(crate) waiting_on: Option<TaskId>,
+    /// How many times it was polled.
+    pub(crate) polls: u64,
+    /// Where `spawn` was called (`#[track_caller]`), for the inspector.
+    pub(crate) spawned_at: &'static Location<'static>,
+}
+
+impl TaskSlot {
+    /// The display name: the given one or `Task-N`.
+    pub(crate) fn display_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.to_string(),
+            None => format!("Task-{}", self.id.generation),
+        }
+    }
+}
+
+/// A handle to a spawned task: await it for the result. asyncio: the `Task` object returned
+/// by `create_task`.
+///
+/// Dropping the handle does not cancel the task (as in asyncio and tokio): the task runs on,
+/// detached, and its slot is freed when it finishes.
+#[must_use = "a task runs even if its handle is dropped; keep the handle to await the result"]
+pub struct Task<T> {
+    lp: LoopHandle,
+    id: TaskId,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("id", &self.id).field("name", &self.lp.task_name(self.id)).field("state", &self.lp.task_state(self.id)).finish()
+    }
+}
+
+impl<T: 'static> Task<T> {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The task's name (`Task-N` unless one was given). asyncio: `get_name()`.
+    pub fn name(&self) -> String {
+        self.lp.task_name(self.id).unwrap_or_default()
+    }
+
+    /// The task's current state.
+    pub fn state(&self) -> TaskState {
+        self.lp.task_state(self.id).unwrap_or(TaskState::Done)
+    }
+
+    /// Finished (done, failed or cancelled)? asyncio: `done()`.
+    pub fn is_done(&self) -> bool {
+        self.state().is_finished()
+    }
+
+    /// Finished by cancellation? asyncio: `cancelled()`.
+    pub fn is_cancelled(&self) -> bool {
+        self.state() == TaskState::Cancelled
+    }
+
+    /// Request cancellation (K1, K2). Returns false if the task had already finished.
+    /// asyncio: `Task.cancel()`.
+    pub fn cancel(&self) -> bool {
+        self.lp.cancel_task(self.id)
+    }
+
+    /// Read the result without awaiting. asyncio: `Task.result()`: `InvalidState` while the
+    /// task runs (or if the value was already taken), `Cancelled` or `Panicked` if it failed.
+    pub fn result(&mut self) -> Result<T, Error> {
+        self.lp.take_task_result::<T>(self.id).unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
+    }
+
+    /// Schedule `f` when the task finishes (with `call_soon`, in registration order; also if
+    /// it has already finished). asyncio: `add_done_callback`.
+    pub fn add_done_callback(&self, f: impl FnOnce(&LoopHandle) + 'static) {
+        self.lp.add_task_callback(self.id, Box::new(f));
+    }
+
+    /// Let the task run on without a handle (the same as dropping it, said out loud).
+    pub fn detach(self) {}
+}
+
+impl<T: 'static> Future for Task<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
+        match self.lp.take_task_result::<T>(self.id) {
+            Some(r) => Poll::Ready(r),
+            None => {
+                self.lp.watch_task(self.id, cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.lp.release_task_handle(self.id);
+    }
+}
+
+impl LoopHandle {
+    /// Schedule `fut` as a new task and return its handle. Its first step runs in a coming
+    /// iteration, never inside this call (K3). asyncio: `loop.create_task(coro)`.
+    #[track_caller]
+    pub fn spawn<F>(&self, fut: F) -> Task<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.spawn_inner(None, fut, Location::caller())
+    }
+
+    /// [`spawn`](Self::spawn) with a name. asyncio: `create_task(coro, name=...)`.
+    #[track_caller]
+    pub fn spawn_named<F>(&self, name: impl Into<String>, fut: F) -> Task<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.spawn_inner(Some(name.into().into_boxed_str()), fut, Location::caller())
+    }
+
+    /// asyncio's name for [`spawn`](Self::spawn).
+    #[track_caller]
+    pub fn create_task<F>(&self, fut: F) -> Task<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        self.spawn_inner(None, fut, Location::caller())
+    }
+
+    fn spawn_inner<F>(&self, name: Option<Box<str>>, fut: F, at: &'static Location<'static>) -> Task<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let inner = &self.inner;
+        let boxed: BoxedTask = Box::pin(async move { Box::new(fut.await) as Box<dyn Any> });
+        let future_size = std::mem::size_of_val(&*boxed);
+        let generation = inner.task_counter.get().wrapping_add(1);
+        inner.task_counter.set(generation);
+        let closed = inner.closed.get();
+        let id = {
+            let mut tasks = inner.tasks.borrow_mut();
+            let entry = tasks.vacant_entry();
+            let id = TaskId { index: entry.key() as u32, generation };
+            let waker = waker_for(Arc::new(TaskWaker { task: id, remote: inner.remote.clone() }));
+            entry.insert(TaskSlot {
+                id,
+                state: TaskState::Created,
+                queued: false,
+                cancel_requested: false,
+                handle_alive: true,
+                name,
+                future: if closed { None } else { Some(boxed) },
+                future_size,
+                waker: Some(waker),
+                result: None,
+                watchers: DoneCallbacks::new(),
+                waiting_on: None,
+                polls: 0,
+                spawned_at: at,
+            });
+            id
+        };
+        if inner.tracer.on() {
+            let name = self.task_name(id).unwrap_or_default();
+            self.emit(EventKind::TaskCreated { task: id, name });
+        }
+        if closed {
+            // A closed loop runs nothing: the task is born cancelled, and says so.
+            self.report(&format!("spawn on a closed loop: task {id} was cancelled before it ran"));
+            self.finish_task(id, Finish::Failed { error: Error::cancelled(), retrieved: true }, TaskState::Cancelled);
+        } else {
+            self.schedule_task(id, WakeSource::Spawn);
+        }
+        Task { lp: self.clone(), id, _output: PhantomData }
+    }
+
+    /// Wake `id` (W2, W3), recording who woke it from what is running now.
+    pub(crate) fn wake_task(&self, id: TaskId) {
+        let by = match self.inner.current.get() {
+            Running::Idle => WakeSource::Outside,
+            Running::Task(t) => WakeSource::Task(t),
+            Running::Callback(c) => WakeSource::Callback(c),
+            Running::Timer(c) => WakeSource::Timer(c),
+            Running::Io(t) => WakeSource::Io(t),
+            Running::Remote => WakeSource::Remote,
+        };
+        self.schedule_task(id, by);
+    }
+
+    /// Put `id` in the ready queue unless it is stale, finished or already queued.
+    pub(crate) fn schedule_task(&self, id: TaskId, by: WakeSource) {
+        {
+            let mut tasks = self.inner.tasks.borrow_mut();
+            let Some(slot) = tasks.get_mut(id.index as usize) else { return };
+            if slot.id != id || slot.queued || slot.state.is_finished() {
+                return; // W2, W3
+            }
+            slot.queued = true;
+            if slot.state != TaskState::Running {
+                slot.state = TaskState::Ready;
+            }
+        }
+        self.inner.ready.borrow_mut().push_back(Ready::Task(id));
+        self.emit_with(|| EventKind::TaskWoken { task: id, by });
+    }
+
+    /// One step of a task. asyncio: `Task.__step`. The only place a task's future is polled.
+    pub(crate) fn run_task(&self, id: TaskId) {
+        let inner = &self.inner;
+        // Take the future and waker out, so user code runs with no slab borrow held.
+        let (mut fut, waker, cancel) = {
+            let mut tasks = inner.tasks.borrow_mut();
+            let Some(slot) = tasks.get_mut(id.index as usize) else { return };
+            if slot.id != id || !slot.queued {
+                return;
+            }
+            slot.queued = false;
+            slot.waiting_on = None;
+            let Some(fut) = slot.future.take() else { return };
+            if !slot.cancel_requested {
+                slot.state = TaskState::Running;
+                slot.polls += 1;
+            }
+            (fut, slot.waker.take(), slot.cancel_requested)
+        };
+        if cancel {
+            // K1: drop instead of poll. Destructors of the suspended future run here.
+            drop(fut);
+            drop(waker);
+            self.finish_task(id, Finish::Failed { error: Error::cancelled(), retrieved: false }, TaskState::Cancelled);
+            return;
+        }
+        self.emit_with(|| EventKind::TaskPolled { task: id });
+        let waker = waker.expect("T-invariant: a live task always owns its waker");
+        let prev = inner.current.replace(Running::Task(id));
+        let polled = {
+            let mut cx = Context::from_waker(&waker);
+            std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+        };
+        inner.current.set(prev);
+        match polled {
+            Ok(Poll::Pending) => {
+                let mut tasks = inner.tasks.borrow_mut();
+                let slot = &mut tasks[id.index as usize];
+                slot.future = Some(fut);
+                slot.waker = Some(waker);
+                if slot.cancel_requested && !slot.queued {
+                    // cancel() was called on ourselves while running: take effect next step.
+                    drop(tasks);
+                    self.schedule_task(id, WakeSource::Task(id));
+                } else {
+                    slot.state = if slot.queued { TaskState::Ready } else { TaskState::Waiting };
+                    drop(tasks);
+                }
+                self.emit_with(|| EventKind::TaskSuspended { task: id });
+            }
+            Ok(Poll::Ready(out)) => {
+                drop(fut);
+                drop(waker);
+                self.finish_task(id, Finish::Value(out), TaskState::Done);
+            }
+            Err(payload) => {
+                drop(fut);
+                drop(waker);
+                let message = panic_message(&*payload);
+                let task = self.task_name(id).unwrap_or_default();
+                self.finish_task(
+                    id,
+                    Finish::Failed { error: Error::Panicked(PanicError { task, message }), retrieved: false },
+                    TaskState::Failed,
+                );
+            }
+        }
+    }
+
+    /// Record the outcome, schedule done-callbacks and awaiters, free a detached slot.
+    fn finish_task(&self, id: TaskId, finish: Finish, state: TaskState) {
+        let outcome = match (&finish, state) {
+            (_, TaskState::Cancelled) => Outcome::Cancelled,
+            (Finish::Failed { error: Error::Panicked(p), .. }, _) => Outcome::Panicked(p.message.clone()),
+            _ => Outcome::Done,
+        };
+        let (watchers, free) = {
+            let mut tasks = self.inner.tasks.borrow_mut();
+            let slot = &mut tasks[id.index as usize];
+            slot.state = state;
+            slot.result = Some(finish);
+            slot.waker = None;
+            (std::mem::take(&mut slot.watchers), !slot.handle_alive)
+        };
+        self.emit_with(|| EventKind::TaskFinished { task: id, outcome });
+        self.fire_watchers(watchers);
+        if free {
+            self.free_task_slot(id);
+        }
+    }
+
+    /// Schedule every watcher in registration order: callbacks with `call_soon`, awaiting
+    /// tasks by waking them (asyncio: both are done-callbacks, so they interleave in order).
+    fn fire_watchers(&self, watchers: DoneCallbacks<TaskCallback>) {
+        for w in watchers.into_iter() {
+            match w {
+                Watcher::Callback { f, .. } => {
+                    self.call_soon(f);
+                }
+                Watcher::Waker(w) => w.wake(),
+            }
+        }
+    }
+
+    /// Remove a finished task whose handle is gone; report an unread failure (K4).
+    fn free_task_slot(&self, id: TaskId) {
+        let slot = {
+            let mut tasks = self.inner.tasks.borrow_mut();
+            match tasks.get(id.index as usize) {
+                Some(s) if s.id == id => tasks.remove(id.index as usize),
+                _ => return,
+            }
+        };
+        if let Some(Finish::Failed { error: Error::Panicked(p), retrieved: false }) = &slot.result {
+            self.report(&format!("Task exception was never retrieved: {p}"));
+        }
+        drop(slot); // outside the borrow: dropping the output may run user destructors
+    }
+
+    /// The handle was dropped: free the slot now if finished, else when it finishes.
+    fn release_task_handle(&self, id: TaskId) {
+        let finished = {
+            let Ok(mut tasks) = self.inner.tasks.try_borrow_mut() else { return };
+            match tasks.get_mut(id.index as usize) {
+                Some(s) if s.id == id => {
+                    s.handle_alive = false;
+                    s.state.is_finished()
+                }
+                _ => return,
+            }
+        };
+        if finished {
+            self.free_task_slot(id);
+        }
+    }
+
+    /// If finished, take the result out (once); else None.
+    fn take_task_result<T: 'static>(&self, id: TaskId) -> Option<Result<T, Error>> {
+        let mut tasks = self.inner.tasks.borrow_mut();
+        let slot = match tasks.get_mut(id.index as usize) {
+            Some(s) if s.id == id => s,
+            _ => return Some(Err(Error::invalid_state("task is gone (loop closed)"))),
+        };
+        match slot.result.as_mut()? {
+            Finish::Taken => Some(Err(Error::invalid_state("the task's result was already taken"))),
+            Finish::Failed { error, retrieved } => {
+                *retrieved = true;
+                Some(Err(error.clone()))
+            }
+            f @ Finish::Value(_) => {
+                let Finish::Value(v) = std::mem::replace(f, Finish::Taken) else { unreachable!() };
+                match v.downcast::<T>() {
+                    Ok(b) => Some(Ok(*b)),
+                    Err(_) => Some(Err(Error::invalid_state("task output type mismatch"))),
+                }
+            }
+        }
+    }
+
+    /// Register the awaiting task's waker on `id`, and note what the current task awaits
+    /// (for K2).
+    fn watch_task(&self, id: TaskId, waker: &Waker) {
+        let current = self.inner.current.get();
+        let mut tasks = self.inner.tasks.borrow_mut();
+        if let Some(slot) = tasks.get_mut(id.index as usize) {
+            if slot.id == id {
+                slot.watchers.set_waker(waker);
+            }
+        }
+        if let Running::Task(me) = current {
+            if let Some(s) = tasks.get_mut(me.index as usize) {
+                if s.id == me {
+                    s.waiting_on = Some(id);
+                }
+            }
+        }
+    }
+
+    fn add_task_callback(&self, id: TaskId, f: TaskCallback) {
+        let finished = {
+            let mut tasks = self.inner.tasks.borrow_mut();
+            match tasks.get_mut(id.index as usize) {
+                Some(s) if s.id == id && !s.state.is_finished() => {
+                    s.watchers.push_callback(f);
+                    return;
+                }
+                _ => f,
+            }
+        };
+        // Already finished: scheduled, never run inline (asyncio).
+        self.call_soon(finished);
+    }
+
+    /// Cancel a task by id (K1, K2). Returns false if it had already finished.
+    pub fn cancel_task(&self, id: TaskId) -> bool {
+        let (inner_task, queued) = {
+            let mut tasks = self.inner.tasks.borrow_mut();
+            let Some(slot) = tasks.get_mut(id.index as usize) else { return false };
+            if slot.id != id || slot.state.is_finished() {
+                return false;
+            }
+            slot.cancel_requested = true;
+            (slot.waiting_on, slot.queued)
+        };
+        self.emit_with(|| EventKind::TaskCancelRequested { task: id });
+        // K2: cancel what we await first; we are woken when it finishes.
+        if let Some(inner_id) = inner_task {
+            if self.cancel_task(inner_id) {
+                return true;
+            }
+        }
+        if !queued && self.inner.current.get() != Running::Task(id) {
+            self.wake_task(id);
+        }
+        true
+    }
+
+    /// A task's display name, if the task exists.
+    pub fn task_name(&self, id: TaskId) -> Option<String> {
+        let tasks = self.inner.tasks.borrow();
+        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.display_name())
+    }
+
+    /// A task's state, if the task still has a slot.
+    pub fn task_state(&self, id: TaskId) -> Option<TaskState> {
+        let tasks = self.inner.tasks.borrow();
+        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.state)
+    }
+
+    /// The task being polled right now, if any. asyncio: `asyncio.current_task()`.
+    pub fn current_task(&self) -> Option<TaskId> {
+        match self.inner.current.get() {
+            Running::Task(t) => Some(t),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Sleeping and yielding: the two ways a task hands the loop back on purpose.
+//!
+//! `sleep(d)` schedules a timer whose callback wakes the task, then suspends. When the timer
+//! comes due (phase 3) its callback joins the ready queue; when that callback runs (phase 4)
+//! it wakes the task, which joins the *back* of the queue and runs in the next iteration.
+//! So a sleeping task resumes one hop after its timer fires, behind the other timers due at
+//! the same time: exactly asyncio's order (its `sleep` completes a future from the timer,
+//! and the future's done-callback wakes the task).
+//!
+//! ```text
+//!   iteration k:    task polls sleep(1s) ─► call_at(now+1s, Wake(waker)) ─► Pending
+//!   iteration n:    phase 3: timer due ─► ready [.., Cb(#9)]
+//!                   phase 4: Cb(#9) runs: waker.wake() ─► ready [.., Task(T2)]
+//!   iteration n+1:  phase 4: T2 polled, sleep returns Ready
+//!
+//!   sleep(0) / yield_now(): wake_by_ref() then Pending ─► back of the queue, one iteration
+//! ```
+//!
+//! # asyncio equivalent
+//! `asyncio.sleep(delay)` (`tasks.py`): `sleep(0)` is a bare `yield` (one iteration,
+//! **S1**); otherwise `call_later(delay, futures._set_result_unless_cancelled, ...)`.
+//! Dropping a `Sleep` (its task was cancelled) cancels its timer (**S2**).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::clock::duration_to_nanos;
+use crate::events::{CallbackFn, LoopHandle, get_running_loop};
+use crate::trace::CallbackId;
+
+/// Suspend the current task for `delay` of loop time. asyncio: `await asyncio.sleep(delay)`.
+///
+/// # Panics
+/// When polled outside a running looplab loop (like `tokio::time::sleep` outside tokio).
+pub fn sleep(delay: Duration) -> Sleep {
+    Sleep { delay, state: SleepState::Init }
+}
+
+/// Suspend for `secs` seconds (a float, as in asyncio; negative or NaN counts as zero).
+pub fn sleep_secs(secs: f64) -> Sleep {
+    sleep(Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO))
+}
+
+/// Give every other ready task and callback one turn. asyncio: `await asyncio.sleep(0)`.
+pub fn yield_now() -> Sleep {
+    sleep(Duration::ZERO)
+}
+
+#[derive(Debug)]
+enum SleepState {
+    /// Not polled yet: the deadline is computed at the first poll, as asyncio computes it
+    /// when the coroutine reaches the `await`.
+    Init,
+    /// `sleep(0)`: woke itself, returns at the next poll (S1).
+    Yielded,
+    /// Waiting on a timer.
+    Waiting { lp: LoopHandle, timer: CallbackId },
+    /// Finished.
+    Done,
+}
+
+/// The future returned by [`sleep`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    delay: Duration,
+    state: SleepState,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.state {
+            SleepState::Init => {
+                if self.delay.is_zero() {
+                    cx.waker().wake_by_ref();
+                    self.state = SleepState::Yielded;
+                    return Poll::Pending;
+                }
+                let lp = get_running_loop().expect("looplab::sleep polled outside a running looplab loop");
+                let when = lp.now_ns().saturating_add(duration_to_nanos(self.delay));
+                let handle = lp.call_at_ns(when, CallbackFn::Wake(cx.waker().clone()));
+                match handle.id() {
+                    Some(timer) => {
+                        self.state = SleepState::Waiting { lp, timer };
+                        Poll::Pending
+                    }
+                    None => {
+                        // Closed loop: nothing will ever fire; finish rather than hang.
+                        self.state = SleepState::Done;
+                        Poll::Ready(())
+                    }
+                }
+            }
+            SleepState::Yielded => {
+                self.state = SleepState::Done;
+                Poll::Ready(())
+            }
+            SleepState::Waiting { lp, timer } => {
+                if lp.callback_pending(*timer) {
+                    Poll::Pending // polled early (e.g. by a combinator): keep waiting
+                } else {
+                    self.state = SleepState::Done;
+                    Poll::Ready(())
+                }
+            }
+            SleepState::Done => Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let SleepState::Waiting { lp, timer } = &self.state {
+            lp.cancel_callback(*timer); // S2
+        }
+    }
+}
