@@ -126,8 +126,8 @@ impl Timers {
     fn new(backend: TimerBackend) -> Timers {
         match backend {
             TimerBackend::Wheel => Timers::Wheel(TimerWheel::new()),
-            TimerBackend::Heap => Timers::Heap(TimerHeap::with_tie_order(TieOrder::Fifo)),
-            TimerBackend::HeapAsyncioTies => Timers::Heap(TimerHeap::with_tie_order(TieOrder::Asyncio)),
+            TimerBackend::Heap => Timers::Heap(TimerHeap::new(TieOrder::Fifo)),
+            TimerBackend::HeapAsyncioTies => Timers::Heap(TimerHeap::new(TieOrder::Asyncio)),
         }
     }
     /// The queue as the trait, for the rare paths (snapshots, stats).

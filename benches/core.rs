@@ -1,0 +1,445 @@
+//! Core workloads of issue 2, looplab beside tokio `current_thread` and smol's
+//! `LocalExecutor`, in one run, every peer's work run as a spawned task (as asyncio runs
+//! `main`). Workload names follow `../shared/PEERS.md` (W1..W6).
+//!
+//! Run: `cargo bench --bench core` (all), `cargo bench --bench core -- w1` (one workload),
+//! `cargo bench --bench core -- --runs 5`. Prints a markdown table of per-op medians and the
+//! ratio of looplab to the fastest peer (< 1.00 means looplab is faster).
+//!
+//! W6 (bytes per parked task) runs each runtime in a fresh child process (the bench binary
+//! re-executed with `--w6-child RUNTIME`), so allocator state from other workloads does not
+//! skew the RSS delta.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use looplab::{EventLoop, LoopFuture, TimerBackend};
+
+const RUNTIMES: [&str; 5] = ["looplab", "looplab-heap", "looplab-traced", "tokio", "smol"];
+
+// ------------------------------------------------------------------ runtime adapters
+
+fn looplab_loop(rt: &str) -> EventLoop {
+    let backend = if rt == "looplab-heap" { TimerBackend::Heap } else { TimerBackend::Wheel };
+    let lp = EventLoop::builder().timer_backend(backend).build().unwrap();
+    if rt == "looplab-traced" {
+        // A sink that counts events: shows what an attached sink costs (the untraced run
+        // shows that no sink costs nothing measurable).
+        struct Count(u64);
+        impl looplab::trace::TraceSink for Count {
+            fn event(&mut self, _e: &looplab::trace::TraceEvent) {
+                self.0 += 1;
+            }
+        }
+        lp.add_trace_sink(Count(0));
+    }
+    lp
+}
+
+/// Run `make()` as the main task of a fresh runtime `rt` and return the seconds it took as
+/// measured inside the task.
+fn run_on(rt: &str, make: impl FnOnce(Kind) -> std::pin::Pin<Box<dyn Future<Output = f64>>>) -> f64 {
+    match rt {
+        r if r.starts_with("looplab") => {
+            let lp = looplab_loop(r);
+            let fut = make(Kind::Looplab(lp.handle()));
+            lp.run_until_complete(fut).unwrap()
+        }
+        "tokio" => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let local = tokio::task::LocalSet::new();
+            let fut = make(Kind::Tokio);
+            local.block_on(&rt, async move { tokio::task::spawn_local(fut).await.unwrap() })
+        }
+        "smol" => {
+            let ex = Rc::new(async_executor::LocalExecutor::new());
+            let fut = make(Kind::Smol(ex.clone()));
+            let task = ex.spawn(fut);
+            async_io::block_on(ex.run(task))
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// Which runtime a workload body is running on, with what it needs to spawn and sleep.
+#[derive(Clone)]
+enum Kind {
+    Looplab(looplab::LoopHandle),
+    Tokio,
+    Smol(Rc<async_executor::LocalExecutor<'static>>),
+}
+
+/// A join handle of any of the three.
+enum Join<T> {
+    L(looplab::Task<T>),
+    T(tokio::task::JoinHandle<T>),
+    S(async_executor::Task<T>),
+}
+
+impl<T: 'static> Join<T> {
+    async fn join(self) -> T {
+        match self {
+            Join::L(t) => t.await.unwrap(),
+            Join::T(t) => t.await.unwrap(),
+            Join::S(t) => t.await,
+        }
+    }
+}
+
+impl Kind {
+    fn spawn<F: Future + 'static>(&self, f: F) -> Join<F::Output> {
+        match self {
+            Kind::Looplab(lp) => Join::L(lp.spawn(f)),
+            Kind::Tokio => Join::T(tokio::task::spawn_local(f)),
+            Kind::Smol(ex) => Join::S(ex.spawn(f)),
+        }
+    }
+    async fn yield_now(&self) {
+        match self {
+            Kind::Looplab(_) => looplab::yield_now().await,
+            Kind::Tokio => tokio::task::yield_now().await,
+            Kind::Smol(_) => futures_lite::future::yield_now().await,
+        }
+    }
+    async fn sleep(&self, d: Duration) {
+        match self {
+            Kind::Looplab(_) => looplab::sleep(d).await,
+            Kind::Tokio => tokio::time::sleep(d).await,
+            Kind::Smol(_) => {
+                async_io::Timer::after(d).await;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ workloads
+
+/// splitmix64 durations, as `asyncio_peers.py` makes them (seeded, in microseconds).
+fn durations(n: usize, seed: u64, base_us: u64, span_us: u64) -> Vec<Duration> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            Duration::from_micros(base_us + z % (span_us + 1))
+        })
+        .collect()
+}
+
+fn w1_spawn_join(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
+    Box::pin(async move {
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..n).map(|i| k.spawn(async move { i })).collect();
+        let mut s = 0usize;
+        for tk in tasks {
+            s += tk.join().await;
+        }
+        assert_eq!(s, n * (n - 1) / 2);
+        t.elapsed().as_secs_f64()
+    })
+}
+
+fn w2_yield(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
+    Box::pin(async move {
+        let per = n / 2;
+        let t = Instant::now();
+        let (k1, k2) = (k.clone(), k.clone());
+        let a = k.spawn(async move {
+            for _ in 0..per {
+                k1.yield_now().await;
+            }
+        });
+        let b = k.spawn(async move {
+            for _ in 0..per {
+                k2.yield_now().await;
+            }
+        });
+        a.join().await;
+        b.join().await;
+        t.elapsed().as_secs_f64()
+    })
+}
+
+/// Ping-pong through one-shot futures: each round trip completes two futures. looplab uses
+/// `LoopFuture`s (asyncio's Future), tokio its `oneshot`, smol `async-channel` bounded(1).
+fn w2_chan(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
+    Box::pin(async move {
+        let t = Instant::now();
+        match &k {
+            Kind::Looplab(lp) => {
+                type Pair = (LoopFuture<usize>, LoopFuture<usize>);
+                let slot: Rc<Cell<Option<Pair>>> = Rc::new(Cell::new(None));
+                let (req, resp) = (LoopFuture::new(lp), LoopFuture::new(lp));
+                slot.set(Some((req.clone(), resp.clone())));
+                let s2 = slot.clone();
+                let lp2 = lp.clone();
+                let echo = lp.spawn(async move {
+                    let mut cur: Pair = s2.take().unwrap();
+                    loop {
+                        let v = cur.0.clone().await.unwrap();
+                        if v == usize::MAX {
+                            return;
+                        }
+                        let next: Pair = (LoopFuture::new(&lp2), LoopFuture::new(&lp2));
+                        s2.set(Some(next.clone()));
+                        cur.1.set_result(v + 1).unwrap();
+                        cur = next;
+                    }
+                });
+                let mut cur = (req, resp);
+                let mut v = 0;
+                for i in 0..n {
+                    cur.0.set_result(i).unwrap();
+                    v = cur.1.clone().await.unwrap();
+                    cur = slot.take().unwrap();
+                }
+                assert_eq!(v, n);
+                cur.0.set_result(usize::MAX).unwrap();
+                echo.await.unwrap();
+            }
+            Kind::Tokio => {
+                let (tx1, mut rx1) = tokio::sync::mpsc::channel::<usize>(1);
+                let (tx2, mut rx2) = tokio::sync::mpsc::channel::<usize>(1);
+                let e = tokio::task::spawn_local(async move {
+                    while let Some(v) = rx1.recv().await {
+                        tx2.send(v + 1).await.unwrap();
+                    }
+                });
+                let mut v = 0;
+                for i in 0..n {
+                    tx1.send(i).await.unwrap();
+                    v = rx2.recv().await.unwrap();
+                }
+                assert_eq!(v, n);
+                drop(tx1);
+                e.await.unwrap();
+            }
+            Kind::Smol(ex) => {
+                let (tx1, rx1) = async_channel::bounded::<usize>(1);
+                let (tx2, rx2) = async_channel::bounded::<usize>(1);
+                let e = ex.spawn(async move {
+                    while let Ok(v) = rx1.recv().await {
+                        tx2.send(v + 1).await.unwrap();
+                    }
+                });
+                let mut v = 0;
+                for i in 0..n {
+                    tx1.send(i).await.unwrap();
+                    v = rx2.recv().await.unwrap();
+                }
+                assert_eq!(v, n);
+                drop(tx1);
+                e.await;
+            }
+        }
+        t.elapsed().as_secs_f64()
+    })
+}
+
+/// looplab: `call_soon(noop)` n times, then a future completed by one more `call_soon`.
+/// The Rust peers have no callback queue: a detached trivial task each (as PEERS.md).
+fn w3_callbacks(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
+    Box::pin(async move {
+        let t = Instant::now();
+        match &k {
+            Kind::Looplab(lp) => {
+                for _ in 0..n {
+                    lp.call_soon(|_| {});
+                }
+                let fut = LoopFuture::<()>::new(lp);
+                let f2 = fut.clone();
+                lp.call_soon(move |_| {
+                    f2.set_result(()).unwrap();
+                });
+                fut.await.unwrap();
+            }
+            _ => {
+                let done = Rc::new(Cell::new(0usize));
+                for _ in 0..n {
+                    let d = done.clone();
+                    match &k {
+                        Kind::Tokio => drop(tokio::task::spawn_local(async move { d.set(d.get() + 1) })),
+                        Kind::Smol(ex) => ex.spawn(async move { d.set(d.get() + 1) }).detach(),
+                        Kind::Looplab(_) => unreachable!(),
+                    }
+                }
+                while done.get() < n {
+                    k.yield_now().await;
+                }
+            }
+        }
+        t.elapsed().as_secs_f64()
+    })
+}
+
+/// 200,000 tasks each sleeping a random 0–200 ms; the figure is the overhead beyond the
+/// longest sleep.
+fn w4_timers(k: Kind, ds: Rc<Vec<Duration>>) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
+    Box::pin(async move {
+        let t = Instant::now();
+        let tasks: Vec<_> = ds
+            .iter()
+            .map(|d| {
+                let (k2, d) = (k.clone(), *d);
+                k.spawn(async move { k2.sleep(d).await })
+            })
+            .collect();
+        for tk in tasks {
+            tk.join().await;
+        }
+        t.elapsed().as_secs_f64()
+    })
+}
+
+/// 200,000 timers inserted then cancelled. looplab: `call_later` + `cancel` (asyncio's
+/// `w4_cancel`); the Rust peers have no callback timers: a `Sleep` polled once then dropped.
+fn w4_cancel(k: Kind, ds: Rc<Vec<Duration>>) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
+    Box::pin(async move {
+        let t = Instant::now();
+        match &k {
+            Kind::Looplab(lp) => {
+                let hs: Vec<_> = ds.iter().map(|d| lp.call_later(*d, |_| {})).collect();
+                for h in &hs {
+                    h.cancel();
+                }
+                looplab::yield_now().await;
+            }
+            Kind::Tokio => {
+                let mut sleeps: Vec<_> = ds.iter().map(|d| Box::pin(tokio::time::sleep(*d))).collect();
+                // Poll each once so it registers with the driver, then drop (= cancel).
+                futures_lite::future::poll_fn(|cx| {
+                    for s in sleeps.iter_mut() {
+                        let _ = s.as_mut().poll(cx);
+                    }
+                    std::task::Poll::Ready(())
+                })
+                .await;
+                drop(sleeps);
+                tokio::task::yield_now().await;
+            }
+            Kind::Smol(_) => {
+                let mut timers: Vec<_> = ds.iter().map(|d| async_io::Timer::after(*d)).collect();
+                futures_lite::future::poll_fn(|cx| {
+                    for s in timers.iter_mut() {
+                        let _ = std::pin::Pin::new(&mut *s).poll(cx);
+                    }
+                    std::task::Poll::Ready(())
+                })
+                .await;
+                drop(timers);
+                futures_lite::future::yield_now().await;
+            }
+        }
+        t.elapsed().as_secs_f64()
+    })
+}
+
+fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
+/// Child process: spawn n tasks parked on a 1 h sleep, poll each once, print the RSS delta.
+fn w6_child(rt: &str, n: usize) {
+    let out = run_on(rt, |k| {
+        Box::pin(async move {
+            k.sleep(Duration::from_millis(20)).await;
+            let before = rss_bytes();
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let k2 = k.clone();
+                    k.spawn(async move { k2.sleep(Duration::from_secs(3600)).await })
+                })
+                .collect();
+            k.yield_now().await;
+            k.sleep(Duration::from_millis(20)).await;
+            let after = rss_bytes();
+            std::mem::forget(tasks);
+            (after.saturating_sub(before)) as f64 / n as f64
+        })
+    });
+    println!("{out}");
+    std::process::exit(0);
+}
+
+fn w6(rt: &str) -> f64 {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe).args(["--w6-child", rt]).output().expect("re-run bench for w6");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN)
+}
+
+// ------------------------------------------------------------------ driver
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--w6-child") {
+        w6_child(&args[i + 1], 100_000);
+    }
+    let runs: usize = args.iter().position(|a| a == "--runs").map(|i| args[i + 1].parse().unwrap()).unwrap_or(3);
+    let filter: Vec<&String> = args.iter().filter(|a| a.starts_with('w')).collect();
+    let want = |w: &str| filter.is_empty() || filter.iter().any(|f| w.starts_with(f.as_str()));
+
+    let ds_timers = Rc::new(durations(200_000, 42, 0, 200_000));
+    let max_sleep = ds_timers.iter().max().unwrap().as_secs_f64();
+    let ds_cancel = Rc::new(durations(200_000, 43, 10_000_000, 200_000));
+
+    type Work = Box<dyn Fn(Kind) -> std::pin::Pin<Box<dyn Future<Output = f64>>>>;
+    let workloads: Vec<(&str, &str, usize, Work)> = vec![
+        ("w1_spawn_join", "ns/task", 1_000_000, Box::new(|k| w1_spawn_join(k, 1_000_000))),
+        ("w2_yield", "ns/switch", 1_000_000, Box::new(|k| w2_yield(k, 1_000_000))),
+        ("w2_chan", "ns/round trip", 500_000, Box::new(|k| w2_chan(k, 500_000))),
+        ("w3_callbacks", "ns/callback", 1_000_000, Box::new(|k| w3_callbacks(k, 1_000_000))),
+        ("w4_timers", "ns/timer overhead", 200_000, {
+            let ds = ds_timers.clone();
+            Box::new(move |k| w4_timers(k, ds.clone()))
+        }),
+        ("w4_cancel", "ns/insert+cancel", 200_000, {
+            let ds = ds_cancel.clone();
+            Box::new(move |k| w4_cancel(k, ds.clone()))
+        }),
+    ];
+
+    println!("| workload (unit) | {} | looplab / fastest peer |", RUNTIMES.join(" | "));
+    println!("|---|{}---:|", "---:|".repeat(RUNTIMES.len()));
+    for (name, unit, n, work) in &workloads {
+        if !want(name) {
+            continue;
+        }
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); RUNTIMES.len()];
+        for _ in 0..runs {
+            // Interleaved: one run of each runtime per round, so drift hits all alike.
+            for (i, rt) in RUNTIMES.iter().enumerate() {
+                let secs = run_on(rt, |k| work(k));
+                let secs = if *name == "w4_timers" { (secs - max_sleep).max(0.0) } else { secs };
+                samples[i].push(secs * 1e9 / *n as f64);
+            }
+        }
+        let med: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
+        print_row(name, unit, &med);
+    }
+    if want("w6_parked_mem") {
+        let med: Vec<f64> = RUNTIMES.iter().map(|rt| w6(rt)).collect();
+        print_row("w6_parked_mem", "bytes/task", &med);
+    }
+}
+
+fn print_row(name: &str, unit: &str, med: &[f64]) {
+    let fastest_peer = med[3].min(med[4]);
+    let cells: Vec<String> = med.iter().map(|v| format!("{v:.0}")).collect();
+    println!("| {name} ({unit}) | {} | {:.2} |", cells.join(" | "), med[0] / fastest_peer);
+}
