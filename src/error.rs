@@ -99,7 +99,10 @@ pub struct Exception {
 impl Exception {
     /// An exception of `kind` with `message`, like Python's `ValueError("message")`.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Exception {
-        Exception { kind: kind.into(), message: message.into() }
+        Exception {
+            kind: kind.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -146,7 +149,9 @@ impl Error {
     }
     /// An invalid-state error with `message`.
     pub fn invalid_state(message: impl Into<String>) -> Error {
-        Error::InvalidState(InvalidStateError { message: message.into() })
+        Error::InvalidState(InvalidStateError {
+            message: message.into(),
+        })
     }
 }
 
@@ -203,7 +208,10 @@ pub struct DeadlockError {
 
 impl fmt::Display for DeadlockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "deadlock: nothing can wake the loop again; waiting tasks: ")?;
+        write!(
+            f,
+            "deadlock: nothing can wake the loop again; waiting tasks: "
+        )?;
         if self.waiting.is_empty() {
             return f.write_str("(none)");
         }

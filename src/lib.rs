@@ -39,7 +39,12 @@
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs, missing_debug_implementations, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 
 pub mod clock;
 pub mod error;
@@ -54,9 +59,13 @@ pub mod trace;
 use std::future::Future;
 
 pub use clock::Nanos;
-pub use error::{CancelledError, DeadlockError, Error, Exception, InvalidStateError, LoopError, PanicError, TimeoutError};
+pub use error::{
+    CancelledError, DeadlockError, Error, Exception, InvalidStateError, LoopError, PanicError,
+    TimeoutError,
+};
 pub use events::{
-    Builder, EventLoop, Handle, KeepAlive, LoopHandle, ThreadsafeHandle, TimerBackend, TimerHandle, get_running_loop,
+    Builder, EventLoop, Handle, KeepAlive, LoopHandle, ThreadsafeHandle, TimerBackend, TimerHandle,
+    get_running_loop,
 };
 pub use future::LoopFuture;
 pub use task::{Task, TaskId, TaskState};

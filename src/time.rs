@@ -35,7 +35,10 @@ use crate::trace::CallbackId;
 /// # Panics
 /// When polled outside a running looplab loop (like `tokio::time::sleep` outside tokio).
 pub fn sleep(delay: Duration) -> Sleep {
-    Sleep { delay, state: SleepState::Init }
+    Sleep {
+        delay,
+        state: SleepState::Init,
+    }
 }
 
 /// Suspend for `secs` seconds (a float, as in asyncio; negative or NaN counts as zero).
@@ -80,9 +83,15 @@ impl Future for Sleep {
                     self.state = SleepState::Yielded;
                     return Poll::Pending;
                 }
-                let lp = get_running_loop().expect("looplab::sleep polled outside a running looplab loop");
+                let lp = get_running_loop()
+                    .expect("looplab::sleep polled outside a running looplab loop");
                 let when = lp.now_ns().saturating_add(duration_to_nanos(self.delay));
-                let handle = lp.call_at_ns(when, CallbackFn::Wake(cx.waker().clone()));
+                // A looplab task's waker: store the task id, not a waker clone (no allocation).
+                let f = match crate::task::raw_waker::task_of(cx.waker(), lp.id()) {
+                    Some(task) => CallbackFn::WakeTask(task),
+                    None => CallbackFn::Wake(cx.waker().clone()),
+                };
+                let handle = lp.call_at_ns(when, f);
                 match handle.id() {
                     Some(timer) => {
                         self.state = SleepState::Waiting { lp, timer };

@@ -49,7 +49,9 @@ fn call_soon_runs_in_order() {
 fn call_later_waits_its_delay() {
     let (lp, log) = virtual_loop();
     let l2 = log.clone();
-    lp.call_later(ms(100), move |lp| l2.push(format!("fired at {:?}", lp.time())));
+    lp.call_later(ms(100), move |lp| {
+        l2.push(format!("fired at {:?}", lp.time()))
+    });
     lp.run_until_idle().unwrap();
     assert_eq!(log.take(), ["fired at 100ms"]);
 }
@@ -65,7 +67,11 @@ fn equal_deadlines_fire_in_scheduling_order_on_wheel_and_heap() {
             lp.call_at(secs(1), log.cb(&i.to_string()));
         }
         lp.run_until_idle().unwrap();
-        assert_eq!(log.take(), ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], "{backend:?}");
+        assert_eq!(
+            log.take(),
+            ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            "{backend:?}"
+        );
     }
 }
 
@@ -84,7 +90,10 @@ fn asyncio_tie_mode_matches_cpython_heap_order() {
     }
     lp.call_at(secs(2), |lp| lp.stop());
     lp.run_forever().unwrap();
-    assert_eq!(log.take(), ["0", "2", "6", "5", "9", "8", "7", "1", "3", "4"]);
+    assert_eq!(
+        log.take(),
+        ["0", "2", "6", "5", "9", "8", "7", "1", "3", "4"]
+    );
 }
 
 /// A cancelled handle never runs, even when it is already in the batch (E4).

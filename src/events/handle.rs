@@ -31,8 +31,10 @@ pub(crate) enum CallbackFn {
     Boxed(Box<dyn FnOnce(&LoopHandle)>),
     /// A closure sent from another thread.
     Remote(Box<dyn FnOnce(&LoopHandle) + Send>),
-    /// Wake a task (what `sleep` schedules): no closure allocation.
+    /// Wake a waker (what `sleep` schedules when polled by a foreign waker).
     Wake(Waker),
+    /// Wake a looplab task by id (what `sleep` schedules inside a task): no allocation.
+    WakeTask(crate::task::TaskId),
 }
 
 /// A scheduled callback.
@@ -81,7 +83,10 @@ impl Handle {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").field("id", &self.id).field("pending", &!self.cancelled()).finish()
+        f.debug_struct("Handle")
+            .field("id", &self.id)
+            .field("pending", &!self.cancelled())
+            .finish()
     }
 }
 
@@ -94,11 +99,17 @@ pub struct TimerHandle {
 
 impl TimerHandle {
     pub(crate) fn new(lp: LoopHandle, id: CallbackId, when: Nanos) -> TimerHandle {
-        TimerHandle { handle: Handle::new(lp, id), when }
+        TimerHandle {
+            handle: Handle::new(lp, id),
+            when,
+        }
     }
 
     pub(crate) fn dead(lp: LoopHandle, when: Nanos) -> TimerHandle {
-        TimerHandle { handle: Handle::dead(lp), when }
+        TimerHandle {
+            handle: Handle::dead(lp),
+            when,
+        }
     }
 
     /// Make sure the callback never runs, even if its timer already came due and it waits in
@@ -125,6 +136,9 @@ impl TimerHandle {
 
 impl fmt::Debug for TimerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimerHandle").field("id", &self.handle.id).field("when_ns", &self.when).finish()
+        f.debug_struct("TimerHandle")
+            .field("id", &self.handle.id)
+            .field("when_ns", &self.when)
+            .finish()
     }
 }

@@ -62,8 +62,8 @@ use crate::task::{TaskId, TaskSlot, TaskState};
 use crate::timer::{Cascade, Expired, TieOrder, TimerHeap, TimerQueue, TimerWheel};
 use crate::trace::{CallbackId, EventKind, TimeoutReason, TraceSink, Tracer, WakeSource};
 
-pub use handle::{Handle, TimerHandle};
 pub(crate) use handle::{CallbackFn, CallbackSlot};
+pub use handle::{Handle, TimerHandle};
 pub use threadsafe::{KeepAlive, ThreadsafeHandle};
 use threadsafe::{Remote, RemoteMsg};
 
@@ -146,7 +146,7 @@ static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 /// and never across user code.
 pub(crate) struct Inner {
     /// Process-unique id.
-    id: u64,
+    pub(crate) id: u64,
     /// Real or virtual time.
     pub(crate) clock: Clock,
     /// The FIFO of work. asyncio: `_ready`.
@@ -156,37 +156,37 @@ pub(crate) struct Inner {
     /// Scheduled timers; the payload is a callback slot index. asyncio: `_scheduled`.
     pub(crate) timers: RefCell<Timers>,
     /// Reused buffer for due timers.
-    expired: RefCell<Vec<Expired<u32>>>,
+    pub(crate) expired: RefCell<Vec<Expired<u32>>>,
     /// Reused buffer for cascades, when tracing.
-    cascades: RefCell<Vec<Cascade>>,
+    pub(crate) cascades: RefCell<Vec<Cascade>>,
     /// The task slab.
     pub(crate) tasks: RefCell<Slab<TaskSlot>>,
     /// Scheduling sequence counter (the `seq` of `(deadline, seq)`).
-    seq: Cell<u64>,
+    pub(crate) seq: Cell<u64>,
     /// Spawn counter (task generations).
     pub(crate) task_counter: Cell<u32>,
     /// The part other threads hold.
     pub(crate) remote: Arc<Remote>,
     /// The inbox's receiving side.
-    inbox: Receiver<RemoteMsg>,
+    pub(crate) inbox: Receiver<RemoteMsg>,
     /// mio::Poll and the I/O sources.
     pub(crate) reactor: RefCell<Reactor>,
     /// Reused buffers for readiness events and the wakers they release.
-    io_events: RefCell<(Vec<Readiness>, Vec<Waker>)>,
+    pub(crate) io_events: RefCell<(Vec<Readiness>, Vec<Waker>)>,
     /// Event log fan-out.
     pub(crate) tracer: Tracer,
     /// What is executing now.
     pub(crate) current: Cell<Running>,
     /// Inside `run_forever`/`run_until_complete`?
-    running: Cell<bool>,
+    pub(crate) running: Cell<bool>,
     /// `stop()` was called. asyncio: `_stopping`.
-    stopping: Cell<bool>,
+    pub(crate) stopping: Cell<bool>,
     /// `close()` was called.
     pub(crate) closed: Cell<bool>,
     /// Iterations run so far.
-    iteration: Cell<u64>,
+    pub(crate) iteration: Cell<u64>,
     /// Replaces the default report-to-stderr. asyncio: `set_exception_handler`.
-    exception_handler: RefCell<Option<Box<dyn FnMut(&str)>>>,
+    pub(crate) exception_handler: RefCell<Option<Box<dyn FnMut(&str)>>>,
 }
 
 /// A handle to an event loop: clone it freely, capture it in callbacks and tasks.
@@ -267,7 +267,11 @@ impl Builder {
         let (remote, inbox) = Remote::new(id, bell);
         let inner = Inner {
             id,
-            clock: if self.virtual_clock { Clock::virtual_clock() } else { Clock::real() },
+            clock: if self.virtual_clock {
+                Clock::virtual_clock()
+            } else {
+                Clock::real()
+            },
             ready: RefCell::new(VecDeque::with_capacity(64)),
             callbacks: RefCell::new(Slab::with_capacity(64)),
             timers: RefCell::new(Timers::new(self.backend)),
@@ -288,7 +292,11 @@ impl Builder {
             iteration: Cell::new(0),
             exception_handler: RefCell::new(None),
         };
-        Ok(EventLoop { handle: LoopHandle { inner: Rc::new(inner) } })
+        Ok(EventLoop {
+            handle: LoopHandle {
+                inner: Rc::new(inner),
+            },
+        })
     }
 }
 
@@ -299,12 +307,17 @@ impl EventLoop {
     /// If the OS refuses an epoll instance or an eventfd (out of file descriptors); use
     /// [`EventLoop::builder`] to get that as an error.
     pub fn new() -> EventLoop {
-        EventLoop::builder().build().expect("cannot create the loop's epoll instance or eventfd")
+        EventLoop::builder()
+            .build()
+            .expect("cannot create the loop's epoll instance or eventfd")
     }
 
     /// A loop on the virtual clock (tests, `--fast`). Same panics as [`EventLoop::new`].
     pub fn new_virtual() -> EventLoop {
-        EventLoop::builder().virtual_clock().build().expect("cannot create the loop's epoll instance or eventfd")
+        EventLoop::builder()
+            .virtual_clock()
+            .build()
+            .expect("cannot create the loop's epoll instance or eventfd")
     }
 
     /// Choose clock and timer backend.
@@ -446,7 +459,9 @@ impl LoopHandle {
 
     /// Report an error nobody awaits. asyncio: `loop.call_exception_handler`.
     pub fn report(&self, message: &str) {
-        self.emit_with(|| EventKind::ExceptionReported { message: message.to_string() });
+        self.emit_with(|| EventKind::ExceptionReported {
+            message: message.to_string(),
+        });
         match self.inner.exception_handler.try_borrow_mut() {
             Ok(mut h) if h.is_some() => (h.as_mut().expect("checked"))(message),
             _ => eprintln!("looplab: {message}"),
@@ -470,7 +485,10 @@ impl LoopHandle {
     }
 
     /// [`call_soon`](Self::call_soon) that fails with [`LoopError::Closed`] on a closed loop.
-    pub fn try_call_soon(&self, f: impl FnOnce(&LoopHandle) + 'static) -> Result<Handle, LoopError> {
+    pub fn try_call_soon(
+        &self,
+        f: impl FnOnce(&LoopHandle) + 'static,
+    ) -> Result<Handle, LoopError> {
         if self.inner.closed.get() {
             return Err(LoopError::Closed);
         }
@@ -481,7 +499,11 @@ impl LoopHandle {
     /// Queue a callback slot (no handle). The common path of `call_soon` and done-callbacks.
     fn push_callback(&self, f: CallbackFn) -> CallbackId {
         let seq = self.next_seq();
-        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: None }) as u32;
+        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot {
+            seq,
+            f,
+            timer: None,
+        }) as u32;
         let id = CallbackId { index, seq };
         self.inner.ready.borrow_mut().push_back(Ready::Callback(id));
         self.emit_with(|| EventKind::CallbackScheduled { id });
@@ -489,8 +511,16 @@ impl LoopHandle {
     }
 
     /// Schedule `f` after `delay`. asyncio: `loop.call_later(delay, f)`.
-    pub fn call_later(&self, delay: Duration, f: impl FnOnce(&LoopHandle) + 'static) -> TimerHandle {
-        let when = self.inner.clock.now().saturating_add(duration_to_nanos(delay));
+    pub fn call_later(
+        &self,
+        delay: Duration,
+        f: impl FnOnce(&LoopHandle) + 'static,
+    ) -> TimerHandle {
+        let when = self
+            .inner
+            .clock
+            .now()
+            .saturating_add(duration_to_nanos(delay));
         self.call_at_ns(when, CallbackFn::Boxed(Box::new(f)))
     }
 
@@ -506,14 +536,27 @@ impl LoopHandle {
             return TimerHandle::dead(self.clone(), when);
         }
         let seq = self.next_seq();
-        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: None }) as u32;
-        let key = self.inner.timers.borrow_mut().queue_mut().insert(when, seq, index);
+        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot {
+            seq,
+            f,
+            timer: None,
+        }) as u32;
+        let key = self
+            .inner
+            .timers
+            .borrow_mut()
+            .queue_mut()
+            .insert(when, seq, index);
         self.inner.callbacks.borrow_mut()[index as usize].timer = Some(key);
         let id = CallbackId { index, seq };
         if self.inner.tracer.on() {
             let placement = self.inner.timers.borrow().queue().placement(key);
             if let Some(placement) = placement {
-                self.emit(EventKind::TimerScheduled { id, deadline: when, placement });
+                self.emit(EventKind::TimerScheduled {
+                    id,
+                    deadline: when,
+                    placement,
+                });
             }
         }
         TimerHandle::new(self.clone(), id, when)
@@ -647,11 +690,19 @@ impl LoopHandle {
             (Some(0), TimeoutReason::Stopping)
         } else {
             match inner.timers.borrow_mut().queue_mut().next_deadline() {
-                Some(d) => (Some(d.saturating_sub(inner.clock.now())), TimeoutReason::Timer { deadline: d }),
+                Some(d) => (
+                    Some(d.saturating_sub(inner.clock.now())),
+                    TimeoutReason::Timer { deadline: d },
+                ),
                 None => (None, TimeoutReason::NoTimers),
             }
         };
-        self.emit_with(|| EventKind::IterationStarted { iteration, ready: ready_now, timeout, reason });
+        self.emit_with(|| EventKind::IterationStarted {
+            iteration,
+            ready: ready_now,
+            timeout,
+            reason,
+        });
         self.emit_cascades();
 
         // Phase 2: wait for I/O (or jump the virtual clock).
@@ -663,7 +714,9 @@ impl LoopHandle {
         // Phase 4: run exactly what is ready now; what this adds waits a turn (E2).
         let ntodo = inner.ready.borrow().len();
         for _ in 0..ntodo {
-            let Some(entry) = inner.ready.borrow_mut().pop_front() else { break };
+            let Some(entry) = inner.ready.borrow_mut().pop_front() else {
+                break;
+            };
             match entry {
                 Ready::Task(id) => self.run_task(id),
                 Ready::Callback(id) => self.run_callback(id),
@@ -685,7 +738,11 @@ impl LoopHandle {
         }
         if inner.clock.is_virtual() {
             // C2/C3: look (without blocking) before jumping.
-            let got = if has_io { self.poll_io(Some(Duration::ZERO))? } else { false };
+            let got = if has_io {
+                self.poll_io(Some(Duration::ZERO))?
+            } else {
+                false
+            };
             if got || !inner.ready.borrow().is_empty() || inner.remote.pending() {
                 if inner.remote.pending() {
                     self.drain_remote();
@@ -734,10 +791,20 @@ impl LoopHandle {
         let mut waiting: Vec<(u32, WaitingTask)> = tasks
             .iter()
             .filter(|(_, s)| !s.state.is_finished())
-            .map(|(_, s)| (s.id.generation, WaitingTask { name: s.display_name(), polls: s.polls }))
+            .map(|(_, s)| {
+                (
+                    s.id.generation,
+                    WaitingTask {
+                        name: s.display_name(),
+                        polls: u64::from(s.polls),
+                    },
+                )
+            })
             .collect();
         waiting.sort_by_key(|(g, _)| *g);
-        LoopError::Deadlock(DeadlockError { waiting: waiting.into_iter().map(|(_, w)| w).collect() })
+        LoopError::Deadlock(DeadlockError {
+            waiting: waiting.into_iter().map(|(_, w)| w).collect(),
+        })
     }
 
     /// Poll the reactor and dispatch: wake parked wakers, note the bell. Returns whether any
@@ -757,15 +824,25 @@ impl LoopHandle {
         }
         if got && inner.tracer.on() {
             for r in events.iter() {
-                self.emit(EventKind::IoReady { token: r.token, readable: r.readable, writable: r.writable });
+                self.emit(EventKind::IoReady {
+                    token: r.token,
+                    readable: r.readable,
+                    writable: r.writable,
+                });
             }
         }
         let mut to_wake = std::mem::take(wakers);
-        let tokens: Vec<usize> = if got { events.iter().map(|r| r.token).collect() } else { Vec::new() };
+        let tokens: Vec<usize> = if got {
+            events.iter().map(|r| r.token).collect()
+        } else {
+            Vec::new()
+        };
         drop(bufs);
         let prev = inner.current.get();
         for (i, w) in to_wake.drain(..).enumerate() {
-            inner.current.set(Running::Io(tokens.get(i).copied().unwrap_or(0)));
+            inner
+                .current
+                .set(Running::Io(tokens.get(i).copied().unwrap_or(0)));
             w.wake();
         }
         inner.current.set(prev);
@@ -809,12 +886,25 @@ impl LoopHandle {
                 if let Some(slot) = cbs.get_mut(e.payload as usize) {
                     slot.timer = None;
                 }
-                ready.push_back(Ready::Callback(CallbackId { index: e.payload, seq: e.seq }));
+                ready.push_back(Ready::Callback(CallbackId {
+                    index: e.payload,
+                    seq: e.seq,
+                }));
             }
         }
         if inner.tracer.on() {
-            let list: Vec<(CallbackId, Nanos)> =
-                due.iter().map(|e| (CallbackId { index: e.payload, seq: e.seq }, e.deadline)).collect();
+            let list: Vec<(CallbackId, Nanos)> = due
+                .iter()
+                .map(|e| {
+                    (
+                        CallbackId {
+                            index: e.payload,
+                            seq: e.seq,
+                        },
+                        e.deadline,
+                    )
+                })
+                .collect();
             drop(due);
             self.emit_cascades();
             for (id, deadline) in list {
@@ -831,11 +921,19 @@ impl LoopHandle {
             return;
         }
         let mut buf = self.inner.cascades.borrow_mut();
-        self.inner.timers.borrow_mut().queue_mut().drain_cascades(&mut buf);
+        self.inner
+            .timers
+            .borrow_mut()
+            .queue_mut()
+            .drain_cascades(&mut buf);
         let list: Vec<Cascade> = buf.drain(..).collect();
         drop(buf);
         for c in list {
-            self.emit(EventKind::TimerCascaded { level: c.level, slot: c.slot, moved: c.moved });
+            self.emit(EventKind::TimerCascaded {
+                level: c.level,
+                slot: c.slot,
+                moved: c.moved,
+            });
         }
     }
 
@@ -857,6 +955,10 @@ impl LoopHandle {
                 w.wake();
                 inner.current.set(prev);
             }
+            CallbackFn::WakeTask(task) => {
+                self.emit_with(|| EventKind::CallbackRan { id });
+                self.schedule_task(task, WakeSource::Timer(id));
+            }
             CallbackFn::Boxed(f) => self.call_guarded(id, Running::Callback(id), move |lp| f(lp)),
             CallbackFn::Remote(f) => self.call_guarded(id, Running::Remote, move |lp| f(lp)),
         }
@@ -868,7 +970,10 @@ impl LoopHandle {
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(self)));
         self.inner.current.set(prev);
         if let Err(payload) = r {
-            self.report(&format!("Exception in callback {id}: panicked: {}", panic_message(&*payload)));
+            self.report(&format!(
+                "Exception in callback {id}: panicked: {}",
+                panic_message(&*payload)
+            ));
         }
     }
 
@@ -880,7 +985,11 @@ impl LoopHandle {
         }
         let pending: Vec<TaskId> = {
             let tasks = self.inner.tasks.borrow();
-            tasks.iter().filter(|(_, s)| !s.state.is_finished()).map(|(_, s)| s.id).collect()
+            tasks
+                .iter()
+                .filter(|(_, s)| !s.state.is_finished())
+                .map(|(_, s)| s.id)
+                .collect()
         };
         if pending.is_empty() {
             return Ok(());
@@ -890,7 +999,9 @@ impl LoopHandle {
         }
         let _guard = self.enter()?;
         loop {
-            let left = pending.iter().any(|id| self.task_state(*id).is_some_and(|s| !s.is_finished()));
+            let left = pending
+                .iter()
+                .any(|id| self.task_state(*id).is_some_and(|s| !s.is_finished()));
             if !left {
                 return Ok(());
             }
@@ -917,16 +1028,20 @@ impl LoopHandle {
             let mut tasks = inner.tasks.borrow_mut();
             tasks
                 .iter_mut()
-                .filter_map(|(_, s)| {
-                    if !s.state.is_finished() {
-                        s.state = TaskState::Cancelled;
-                    }
-                    s.future.take().map(|f| (f, s.waker.take(), std::mem::take(&mut s.watchers)))
+                .filter(|(_, s)| !s.state.is_finished())
+                .map(|(_, s)| {
+                    s.state = TaskState::Cancelled;
+                    let body = std::mem::replace(&mut s.body, crate::task::Body::Polling);
+                    (body, s.waker.take(), std::mem::take(&mut s.watchers))
                 })
                 .collect()
         };
         let mut timers = Vec::new();
-        inner.timers.borrow_mut().queue_mut().expire(Nanos::MAX, &mut timers);
+        inner
+            .timers
+            .borrow_mut()
+            .queue_mut()
+            .expire(Nanos::MAX, &mut timers);
         drop(ready);
         drop(futures);
         drop(timers);

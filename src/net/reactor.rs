@@ -100,14 +100,22 @@ pub(crate) struct Reactor {
 
 impl fmt::Debug for Reactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reactor").field("sources", &self.slots.len()).field("polls", &self.polls).finish()
+        f.debug_struct("Reactor")
+            .field("sources", &self.slots.len())
+            .field("polls", &self.polls)
+            .finish()
     }
 }
 
 impl Reactor {
     /// A poller with room for 1024 events per wait.
     pub(crate) fn new() -> io::Result<Reactor> {
-        Ok(Reactor { poll: Poll::new()?, events: Events::with_capacity(1024), slots: Slab::new(), polls: 0 })
+        Ok(Reactor {
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            slots: Slab::new(),
+            polls: 0,
+        })
     }
 
     /// The registry, for `mio::event::Source::register`.
@@ -130,13 +138,23 @@ impl Reactor {
         let entry = self.slots.vacant_entry();
         let token = Token(entry.key());
         self.poll.registry().register(source, token, interest)?;
-        entry.insert(IoSlot { readable: false, writable: false, reader: Waiter::None, writer: Waiter::None, label });
+        entry.insert(IoSlot {
+            readable: false,
+            writable: false,
+            reader: Waiter::None,
+            writer: Waiter::None,
+            label,
+        });
         Ok(token)
     }
 
     /// Deregister `source` and free its token (N3). Returns the parked wakers so the caller
     /// can drop them outside any borrow.
-    pub(crate) fn deregister(&mut self, source: &mut dyn mio::event::Source, token: Token) -> io::Result<()> {
+    pub(crate) fn deregister(
+        &mut self,
+        source: &mut dyn mio::event::Source,
+        token: Token,
+    ) -> io::Result<()> {
         let res = self.poll.registry().deregister(source);
         self.slots.try_remove(token.0);
         res
@@ -144,7 +162,9 @@ impl Reactor {
 
     /// Is `dir` ready on `token`? If not, park `waker` there.
     pub(crate) fn poll_ready(&mut self, token: Token, dir: Direction, waker: &Waker) -> bool {
-        let Some(slot) = self.slots.get_mut(token.0) else { return true };
+        let Some(slot) = self.slots.get_mut(token.0) else {
+            return true;
+        };
         let (ready, waiter) = match dir {
             Direction::Read => (slot.readable, &mut slot.reader),
             Direction::Write => (slot.writable, &mut slot.writer),
@@ -170,7 +190,11 @@ impl Reactor {
     }
 
     /// Wait up to `timeout` for events; copy them into `out`. Returns whether the bell rang.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Readiness>) -> io::Result<bool> {
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Readiness>,
+    ) -> io::Result<bool> {
         self.polls += 1;
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
@@ -194,7 +218,9 @@ impl Reactor {
 
     /// Record `r` in its slot and take the wakers to wake (N2).
     pub(crate) fn dispatch(&mut self, r: Readiness, wake: &mut Vec<Waker>) {
-        let Some(slot) = self.slots.get_mut(r.token) else { return };
+        let Some(slot) = self.slots.get_mut(r.token) else {
+            return;
+        };
         if r.readable {
             slot.readable = true;
             if let Waiter::Task(w) = slot.reader.take() {

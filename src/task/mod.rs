@@ -52,14 +52,14 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, PanicError, panic_message};
 use crate::events::{LoopHandle, Ready, Running};
 use crate::future::{DoneCallbacks, Watcher};
+
 use crate::trace::{EventKind, Outcome, WakeSource};
-use raw_waker::{TaskWaker, waker_for};
+use raw_waker::{LentWaker, waker_for, with_lent_waker};
 
 /// A task's identity: its slab slot and its generation (spawn number, from 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,7 +109,10 @@ pub enum TaskState {
 impl TaskState {
     /// DONE, FAILED or CANCELLED.
     pub fn is_finished(self) -> bool {
-        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Cancelled)
+        matches!(
+            self,
+            TaskState::Done | TaskState::Failed | TaskState::Cancelled
+        )
     }
     /// Upper-case name, as the teaching material prints it.
     pub fn as_str(self) -> &'static str {
@@ -135,20 +138,84 @@ impl fmt::Display for TaskState {
 /// tasks of every output type fit one slab. A `()` output boxes without allocating.
 pub(crate) type BoxedTask = Pin<Box<dyn Future<Output = Box<dyn Any>>>>;
 
-/// How a finished task ended, kept until its handle reads it.
-pub(crate) enum Finish {
-    /// The output, not yet taken.
+/// What a slot holds of the task itself: the future while it runs, the outcome after. One
+/// field for both keeps the header small (the slab holds one per task).
+pub(crate) enum Body {
+    /// The future, waiting to be polled.
+    Future(BoxedTask),
+    /// The future is out of the slot, being polled (or being dropped).
+    Polling,
+    /// Returned; the output, not yet taken by the handle.
     Value(Box<dyn Any>),
-    /// The output was taken by the handle.
+    /// Returned; the handle took the output.
     Taken,
-    /// Panicked or cancelled; `retrieved` says whether anyone read it (K4).
-    Failed { error: Error, retrieved: bool },
+    /// Panicked or cancelled (boxed: rare, and an `Error` is large).
+    Failed(Box<Failure>),
+}
+
+/// How a task failed, and whether anyone read it (K4).
+pub(crate) struct Failure {
+    /// `Cancelled` or `Panicked`.
+    pub(crate) error: Error,
+    /// Read by `result()` or `await`?
+    pub(crate) retrieved: bool,
 }
 
 /// Done-callbacks of a task: `FnOnce(&LoopHandle)` closures.
 pub(crate) type TaskCallback = Box<dyn FnOnce(&LoopHandle)>;
 
-/// The header the loop keeps per task.
+/// Who waits for a task to finish. Nearly always nobody or one awaiting task, so those two
+/// cases are stored inline; done-callbacks and several awaiters move to a boxed list.
+#[derive(Default)]
+pub(crate) enum Watchers {
+    /// Nobody.
+    #[default]
+    None,
+    /// One awaiting task's waker.
+    One(Waker),
+    /// Callbacks and wakers in registration order (F2).
+    Many(Box<DoneCallbacks<TaskCallback>>),
+}
+
+impl Watchers {
+    /// Register an awaiter's waker (refreshing it in place if the same task re-registers).
+    fn set_waker(&mut self, waker: &Waker) {
+        match self {
+            Watchers::None => *self = Watchers::One(waker.clone()),
+            Watchers::One(w) if w.will_wake(waker) => {}
+            Watchers::One(_) => {
+                let Watchers::One(old) = std::mem::take(self) else {
+                    unreachable!()
+                };
+                let mut list = Box::new(DoneCallbacks::new());
+                list.set_waker(&old);
+                list.set_waker(waker);
+                *self = Watchers::Many(list);
+            }
+            Watchers::Many(list) => list.set_waker(waker),
+        }
+    }
+
+    /// Register a done-callback.
+    fn push_callback(&mut self, f: TaskCallback) {
+        match self {
+            Watchers::Many(list) => {
+                list.push_callback(f);
+            }
+            _ => {
+                let mut list = Box::new(DoneCallbacks::new());
+                if let Watchers::One(w) = std::mem::take(self) {
+                    list.set_waker(&w);
+                }
+                list.push_callback(f);
+                *self = Watchers::Many(list);
+            }
+        }
+    }
+}
+
+/// The header the loop keeps per task (about 120 bytes; `size_of` is printed by the
+/// memory walkthrough).
 pub(crate) struct TaskSlot {
     /// This task's id (the slot index plus generation).
     pub(crate) id: TaskId,
@@ -160,26 +227,30 @@ pub(crate) struct TaskSlot {
     pub(crate) cancel_requested: bool,
     /// A `Task<T>` handle still exists; if not, the slot is freed when the task finishes.
     pub(crate) handle_alive: bool,
+    /// How many times it was polled.
+    pub(crate) polls: u32,
+    /// `size_of_val` of the future, for the walkthrough.
+    pub(crate) future_size: u32,
     /// Name given at spawn; `None` means `Task-N`.
     pub(crate) name: Option<Box<str>>,
-    /// The future; `None` while it is being polled (taken out so the slab is not borrowed
-    /// during user code) and after the task finished.
-    pub(crate) future: Option<BoxedTask>,
-    /// `size_of_val` of the future, for the walkthrough.
-    pub(crate) future_size: usize,
-    /// The task's own waker, lent to every poll through `Context`.
+    /// The future, then the outcome.
+    pub(crate) body: Body,
+    /// The task's owned waker, made the first time a poll cloned its lent waker (W4).
     pub(crate) waker: Option<Waker>,
-    /// The outcome once finished.
-    pub(crate) result: Option<Finish>,
-    /// Done-callbacks and the wakers of tasks awaiting this one, in registration order.
-    pub(crate) watchers: DoneCallbacks<TaskCallback>,
+    /// Done-callbacks and the wakers of tasks awaiting this one.
+    pub(crate) watchers: Watchers,
     /// The task this one awaited when it last suspended (asyncio: `_fut_waiter`), for K2.
-    pub(crate) waiting_on: Option<TaskId>,
-    /// How many times it was polled.
-    pub(crate) polls: u64,
+    /// Generation 0 means none.
+    pub(crate) waiting_on: TaskId,
     /// Where `spawn` was called (`#[track_caller]`), for the inspector.
     pub(crate) spawned_at: &'static Location<'static>,
 }
+
+/// "Awaits nothing": generation 0 is never given to a task.
+const NO_TASK: TaskId = TaskId {
+    index: 0,
+    generation: 0,
+};
 
 impl TaskSlot {
     /// The display name: the given one or `Task-N`.
@@ -205,7 +276,11 @@ pub struct Task<T> {
 
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Task").field("id", &self.id).field("name", &self.lp.task_name(self.id)).field("state", &self.lp.task_state(self.id)).finish()
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("name", &self.lp.task_name(self.id))
+            .field("state", &self.lp.task_state(self.id))
+            .finish()
     }
 }
 
@@ -244,7 +319,9 @@ impl<T: 'static> Task<T> {
     /// Read the result without awaiting. asyncio: `Task.result()`: `InvalidState` while the
     /// task runs (or if the value was already taken), `Cancelled` or `Panicked` if it failed.
     pub fn result(&mut self) -> Result<T, Error> {
-        self.lp.take_task_result::<T>(self.id).unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
+        self.lp
+            .take_task_result::<T>(self.id)
+            .unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
     }
 
     /// Schedule `f` when the task finishes (with `call_soon`, in registration order; also if
@@ -309,7 +386,12 @@ impl LoopHandle {
         self.spawn_inner(None, fut, Location::caller())
     }
 
-    fn spawn_inner<F>(&self, name: Option<Box<str>>, fut: F, at: &'static Location<'static>) -> Task<F::Output>
+    fn spawn_inner<F>(
+        &self,
+        name: Option<Box<str>>,
+        fut: F,
+        at: &'static Location<'static>,
+    ) -> Task<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
@@ -323,22 +405,27 @@ impl LoopHandle {
         let id = {
             let mut tasks = inner.tasks.borrow_mut();
             let entry = tasks.vacant_entry();
-            let id = TaskId { index: entry.key() as u32, generation };
-            let waker = waker_for(Arc::new(TaskWaker { task: id, remote: inner.remote.clone() }));
+            let id = TaskId {
+                index: entry.key() as u32,
+                generation,
+            };
             entry.insert(TaskSlot {
                 id,
                 state: TaskState::Created,
                 queued: false,
                 cancel_requested: false,
                 handle_alive: true,
-                name,
-                future: if closed { None } else { Some(boxed) },
-                future_size,
-                waker: Some(waker),
-                result: None,
-                watchers: DoneCallbacks::new(),
-                waiting_on: None,
                 polls: 0,
+                future_size: u32::try_from(future_size).unwrap_or(u32::MAX),
+                name,
+                body: if closed {
+                    Body::Polling
+                } else {
+                    Body::Future(boxed)
+                },
+                waker: None,
+                watchers: Watchers::None,
+                waiting_on: NO_TASK,
                 spawned_at: at,
             });
             id
@@ -349,12 +436,25 @@ impl LoopHandle {
         }
         if closed {
             // A closed loop runs nothing: the task is born cancelled, and says so.
-            self.report(&format!("spawn on a closed loop: task {id} was cancelled before it ran"));
-            self.finish_task(id, Finish::Failed { error: Error::cancelled(), retrieved: true }, TaskState::Cancelled);
+            self.report(&format!(
+                "spawn on a closed loop: task {id} was cancelled before it ran"
+            ));
+            self.finish_task(
+                id,
+                Body::Failed(Box::new(Failure {
+                    error: Error::cancelled(),
+                    retrieved: true,
+                })),
+                TaskState::Cancelled,
+            );
         } else {
             self.schedule_task(id, WakeSource::Spawn);
         }
-        Task { lp: self.clone(), id, _output: PhantomData }
+        Task {
+            lp: self.clone(),
+            id,
+            _output: PhantomData,
+        }
     }
 
     /// Wake `id` (W2, W3), recording who woke it from what is running now.
@@ -374,7 +474,9 @@ impl LoopHandle {
     pub(crate) fn schedule_task(&self, id: TaskId, by: WakeSource) {
         {
             let mut tasks = self.inner.tasks.borrow_mut();
-            let Some(slot) = tasks.get_mut(id.index as usize) else { return };
+            let Some(slot) = tasks.get_mut(id.index as usize) else {
+                return;
+            };
             if slot.id != id || slot.queued || slot.state.is_finished() {
                 return; // W2, W3
             }
@@ -390,66 +492,98 @@ impl LoopHandle {
     /// One step of a task. asyncio: `Task.__step`. The only place a task's future is polled.
     pub(crate) fn run_task(&self, id: TaskId) {
         let inner = &self.inner;
-        // Take the future and waker out, so user code runs with no slab borrow held.
-        let (mut fut, waker, cancel) = {
+        // Take the future (and the owned waker, if any) out, so user code runs with no slab
+        // borrow held.
+        let (mut fut, owned, cancel) = {
             let mut tasks = inner.tasks.borrow_mut();
-            let Some(slot) = tasks.get_mut(id.index as usize) else { return };
+            let Some(slot) = tasks.get_mut(id.index as usize) else {
+                return;
+            };
             if slot.id != id || !slot.queued {
                 return;
             }
             slot.queued = false;
-            slot.waiting_on = None;
-            let Some(fut) = slot.future.take() else { return };
+            slot.waiting_on = NO_TASK;
+            let Body::Future(fut) = std::mem::replace(&mut slot.body, Body::Polling) else {
+                return;
+            };
             if !slot.cancel_requested {
                 slot.state = TaskState::Running;
-                slot.polls += 1;
+                slot.polls = slot.polls.saturating_add(1);
             }
             (fut, slot.waker.take(), slot.cancel_requested)
         };
         if cancel {
             // K1: drop instead of poll. Destructors of the suspended future run here.
             drop(fut);
-            drop(waker);
-            self.finish_task(id, Finish::Failed { error: Error::cancelled(), retrieved: false }, TaskState::Cancelled);
+            drop(owned);
+            self.finish_task(
+                id,
+                Body::Failed(Box::new(Failure {
+                    error: Error::cancelled(),
+                    retrieved: false,
+                })),
+                TaskState::Cancelled,
+            );
             return;
         }
         self.emit_with(|| EventKind::TaskPolled { task: id });
-        let waker = waker.expect("T-invariant: a live task always owns its waker");
         let prev = inner.current.replace(Running::Task(id));
-        let polled = {
-            let mut cx = Context::from_waker(&waker);
+        let poll_with = |waker: &Waker, fut: &mut BoxedTask| {
+            let mut cx = Context::from_waker(waker);
             std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+        };
+        let (polled, owned) = match owned {
+            Some(w) => (poll_with(&w, &mut fut), Some(w)),
+            None => {
+                // W4: lend a stack waker; allocate only if the poll clones it.
+                let lent = LentWaker {
+                    task: id,
+                    remote: &inner.remote,
+                    promoted: std::sync::OnceLock::new(),
+                };
+                let polled = with_lent_waker(&lent, |w| poll_with(w, &mut fut));
+                (polled, lent.promoted.into_inner().map(waker_for))
+            }
         };
         inner.current.set(prev);
         match polled {
             Ok(Poll::Pending) => {
                 let mut tasks = inner.tasks.borrow_mut();
                 let slot = &mut tasks[id.index as usize];
-                slot.future = Some(fut);
-                slot.waker = Some(waker);
+                slot.body = Body::Future(fut);
+                slot.waker = owned;
                 if slot.cancel_requested && !slot.queued {
                     // cancel() was called on ourselves while running: take effect next step.
                     drop(tasks);
                     self.schedule_task(id, WakeSource::Task(id));
                 } else {
-                    slot.state = if slot.queued { TaskState::Ready } else { TaskState::Waiting };
+                    slot.state = if slot.queued {
+                        TaskState::Ready
+                    } else {
+                        TaskState::Waiting
+                    };
                     drop(tasks);
                 }
                 self.emit_with(|| EventKind::TaskSuspended { task: id });
             }
             Ok(Poll::Ready(out)) => {
                 drop(fut);
-                drop(waker);
-                self.finish_task(id, Finish::Value(out), TaskState::Done);
+                drop(owned);
+                self.finish_task(id, Body::Value(out), TaskState::Done);
             }
             Err(payload) => {
                 drop(fut);
-                drop(waker);
+                drop(owned);
                 let message = panic_message(&*payload);
                 let task = self.task_name(id).unwrap_or_default();
+                let error = Error::Panicked(PanicError { task, message });
                 self.finish_task(
                     id,
-                    Finish::Failed { error: Error::Panicked(PanicError { task, message }), retrieved: false },
+                    Body::Failed(Box::new(Failure {
+                        error,
+                        retrieved: false,
+                    })),
                     TaskState::Failed,
                 );
             }
@@ -457,17 +591,20 @@ impl LoopHandle {
     }
 
     /// Record the outcome, schedule done-callbacks and awaiters, free a detached slot.
-    fn finish_task(&self, id: TaskId, finish: Finish, state: TaskState) {
-        let outcome = match (&finish, state) {
+    fn finish_task(&self, id: TaskId, body: Body, state: TaskState) {
+        let outcome = match (&body, state) {
             (_, TaskState::Cancelled) => Outcome::Cancelled,
-            (Finish::Failed { error: Error::Panicked(p), .. }, _) => Outcome::Panicked(p.message.clone()),
+            (Body::Failed(f), _) => match &f.error {
+                Error::Panicked(p) => Outcome::Panicked(p.message.clone()),
+                _ => Outcome::Done,
+            },
             _ => Outcome::Done,
         };
         let (watchers, free) = {
             let mut tasks = self.inner.tasks.borrow_mut();
             let slot = &mut tasks[id.index as usize];
             slot.state = state;
-            slot.result = Some(finish);
+            slot.body = body;
             slot.waker = None;
             (std::mem::take(&mut slot.watchers), !slot.handle_alive)
         };
@@ -480,13 +617,19 @@ impl LoopHandle {
 
     /// Schedule every watcher in registration order: callbacks with `call_soon`, awaiting
     /// tasks by waking them (asyncio: both are done-callbacks, so they interleave in order).
-    fn fire_watchers(&self, watchers: DoneCallbacks<TaskCallback>) {
-        for w in watchers.into_iter() {
-            match w {
-                Watcher::Callback { f, .. } => {
-                    self.call_soon(f);
+    fn fire_watchers(&self, watchers: Watchers) {
+        match watchers {
+            Watchers::None => {}
+            Watchers::One(w) => w.wake(),
+            Watchers::Many(list) => {
+                for w in list.into_iter() {
+                    match w {
+                        Watcher::Callback { f, .. } => {
+                            self.call_soon(f);
+                        }
+                        Watcher::Waker(w) => w.wake(),
+                    }
                 }
-                Watcher::Waker(w) => w.wake(),
             }
         }
     }
@@ -500,8 +643,10 @@ impl LoopHandle {
                 _ => return,
             }
         };
-        if let Some(Finish::Failed { error: Error::Panicked(p), retrieved: false }) = &slot.result {
-            self.report(&format!("Task exception was never retrieved: {p}"));
+        if let Body::Failed(f) = &slot.body {
+            if let (Error::Panicked(p), false) = (&f.error, f.retrieved) {
+                self.report(&format!("Task exception was never retrieved: {p}"));
+            }
         }
         drop(slot); // outside the borrow: dropping the output may run user destructors
     }
@@ -509,7 +654,9 @@ impl LoopHandle {
     /// The handle was dropped: free the slot now if finished, else when it finishes.
     fn release_task_handle(&self, id: TaskId) {
         let finished = {
-            let Ok(mut tasks) = self.inner.tasks.try_borrow_mut() else { return };
+            let Ok(mut tasks) = self.inner.tasks.try_borrow_mut() else {
+                return;
+            };
             match tasks.get_mut(id.index as usize) {
                 Some(s) if s.id == id => {
                     s.handle_alive = false;
@@ -530,14 +677,19 @@ impl LoopHandle {
             Some(s) if s.id == id => s,
             _ => return Some(Err(Error::invalid_state("task is gone (loop closed)"))),
         };
-        match slot.result.as_mut()? {
-            Finish::Taken => Some(Err(Error::invalid_state("the task's result was already taken"))),
-            Finish::Failed { error, retrieved } => {
-                *retrieved = true;
-                Some(Err(error.clone()))
+        match &mut slot.body {
+            Body::Future(_) | Body::Polling => None,
+            Body::Taken => Some(Err(Error::invalid_state(
+                "the task's result was already taken",
+            ))),
+            Body::Failed(f) => {
+                f.retrieved = true;
+                Some(Err(f.error.clone()))
             }
-            f @ Finish::Value(_) => {
-                let Finish::Value(v) = std::mem::replace(f, Finish::Taken) else { unreachable!() };
+            b @ Body::Value(_) => {
+                let Body::Value(v) = std::mem::replace(b, Body::Taken) else {
+                    unreachable!()
+                };
                 match v.downcast::<T>() {
                     Ok(b) => Some(Ok(*b)),
                     Err(_) => Some(Err(Error::invalid_state("task output type mismatch"))),
@@ -559,7 +711,7 @@ impl LoopHandle {
         if let Running::Task(me) = current {
             if let Some(s) = tasks.get_mut(me.index as usize) {
                 if s.id == me {
-                    s.waiting_on = Some(id);
+                    s.waiting_on = id;
                 }
             }
         }
@@ -584,12 +736,15 @@ impl LoopHandle {
     pub fn cancel_task(&self, id: TaskId) -> bool {
         let (inner_task, queued) = {
             let mut tasks = self.inner.tasks.borrow_mut();
-            let Some(slot) = tasks.get_mut(id.index as usize) else { return false };
+            let Some(slot) = tasks.get_mut(id.index as usize) else {
+                return false;
+            };
             if slot.id != id || slot.state.is_finished() {
                 return false;
             }
             slot.cancel_requested = true;
-            (slot.waiting_on, slot.queued)
+            let waiting_on = (slot.waiting_on != NO_TASK).then_some(slot.waiting_on);
+            (waiting_on, slot.queued)
         };
         self.emit_with(|| EventKind::TaskCancelRequested { task: id });
         // K2: cancel what we await first; we are woken when it finishes.
@@ -607,13 +762,19 @@ impl LoopHandle {
     /// A task's display name, if the task exists.
     pub fn task_name(&self, id: TaskId) -> Option<String> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.display_name())
+        tasks
+            .get(id.index as usize)
+            .filter(|s| s.id == id)
+            .map(|s| s.display_name())
     }
 
     /// A task's state, if the task still has a slot.
     pub fn task_state(&self, id: TaskId) -> Option<TaskState> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.state)
+        tasks
+            .get(id.index as usize)
+            .filter(|s| s.id == id)
+            .map(|s| s.state)
     }
 
     /// The task being polled right now, if any. asyncio: `asyncio.current_task()`.

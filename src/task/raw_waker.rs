@@ -35,6 +35,9 @@
 //!   nothing when woken: it can never poll another task.
 //! - **W3** Waking a task that is already queued does not queue it twice (checked by the loop
 //!   against the task's `queued` flag).
+//! - **W4** A *lent* waker (`LENT_VTABLE`) points at a `LentWaker` on `run_task`'s stack and
+//!   exists only as a `&Waker` inside that poll: it is never dropped or woken by value, and
+//!   anything that wants to keep it must clone it, which yields an owned `VTABLE` waker.
 
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
@@ -54,21 +57,25 @@ pub(crate) struct TaskWaker {
 }
 
 impl TaskWaker {
-    /// Schedule the task: locally if we are on its loop's thread and the loop is running,
-    /// else through the inbox.
+    /// Schedule the task.
     fn schedule(&self) {
-        let done_locally = LoopHandle::with_current(|lp| {
-            if lp.id() == self.remote.loop_id {
-                lp.wake_task(self.task);
-                true
-            } else {
-                false
-            }
-        });
-        if done_locally != Some(true) {
-            // Loop closed: nothing left to wake, which is what W2 asks for.
-            let _ = self.remote.send(RemoteMsg::Wake(self.task));
+        schedule(self.task, &self.remote);
+    }
+}
+
+/// Schedule `task`: locally if we are on its loop's thread while it runs, else through the
+/// inbox (which fails only if the loop is closed: then there is nothing to wake, W2).
+fn schedule(task: TaskId, remote: &Arc<Remote>) {
+    let done_locally = LoopHandle::with_current(|lp| {
+        if lp.id() == remote.loop_id {
+            lp.wake_task(task);
+            true
+        } else {
+            false
         }
+    });
+    if done_locally != Some(true) {
+        let _ = remote.send(RemoteMsg::Wake(task));
     }
 }
 
@@ -82,6 +89,112 @@ pub(crate) fn waker_for(arc: Arc<TaskWaker>) -> Waker {
     // four functions treat it exactly so, and `TaskWaker` is `Send + Sync` (an `Arc<Remote>`
     // and two integers), so the waker may move to and be used from any thread.
     unsafe { Waker::from_raw(raw) }
+}
+
+/// The waker lent to a task's poll before anyone needed a waker of their own.
+///
+/// Most polls only *look* at the waker (`wake_by_ref` in `yield_now`), or hand the loop a
+/// task id (`sleep`, see [`task_of`]); they never keep it. So `run_task` builds this on its
+/// stack and lends `&Waker` to the poll: no allocation. Only when a future *clones* the waker
+/// (to keep it: a `LoopFuture`, a socket, another thread) do we allocate the `Arc<TaskWaker>`,
+/// once per task: it is kept in `promoted` and becomes the task's owned waker after the poll.
+///
+/// ```text
+///   run_task: LentWaker { task, remote, promoted: OnceLock } on the stack
+///             Waker { data: &LentWaker, vtable: LENT_VTABLE }  ── &Waker ──► poll(cx)
+///   cx.waker().clone() ──► promoted.get_or_init(Arc::new(TaskWaker)) ──► owned Waker (VTABLE)
+/// ```
+#[derive(Debug)]
+pub(crate) struct LentWaker<'a> {
+    /// The task being polled.
+    pub(crate) task: TaskId,
+    /// Its loop's remote end.
+    pub(crate) remote: &'a Arc<Remote>,
+    /// The owned waker, made at the first clone.
+    pub(crate) promoted: std::sync::OnceLock<Arc<TaskWaker>>,
+}
+
+impl LentWaker<'_> {
+    /// The owned waker data, allocating it at the first call.
+    fn promote(&self) -> &Arc<TaskWaker> {
+        self.promoted.get_or_init(|| {
+            Arc::new(TaskWaker {
+                task: self.task,
+                remote: self.remote.clone(),
+            })
+        })
+    }
+}
+
+/// The vtable of lent wakers (W4).
+static LENT_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(lent_clone, lent_wake, lent_wake_by_ref, lent_drop);
+
+/// Lend a `Waker` pointing at `lent` to `f` (W4: it cannot escape `f`, only its clones can).
+pub(crate) fn with_lent_waker<R>(lent: &LentWaker<'_>, f: impl FnOnce(&Waker) -> R) -> R {
+    let raw = RawWaker::new((lent as *const LentWaker<'_>).cast::<()>(), &LENT_VTABLE);
+    // SAFETY: W4. The data pointer is a `&LentWaker` that outlives `f`, and the waker is
+    // wrapped in ManuallyDrop and only lent by reference, so it is never dropped or woken by
+    // value: only `lent_clone` and `lent_wake_by_ref` can be called on it, both of which only
+    // read through the pointer while `f` runs. `LentWaker` is Sync (a TaskId, a shared
+    // reference to an `Arc<Remote>`, a `OnceLock`), so calls from other threads are sound.
+    let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw) });
+    f(&waker)
+}
+
+/// `clone` of a lent waker: an owned waker (allocated once per task, then shared).
+///
+/// # Safety
+/// `data` is a live `&LentWaker` (W4).
+unsafe fn lent_clone(data: *const ()) -> RawWaker {
+    // SAFETY: W4: the lent waker only exists while its `LentWaker` is borrowed.
+    let lent = unsafe { &*data.cast::<LentWaker<'_>>() };
+    let arc = lent.promote().clone();
+    RawWaker::new(Arc::into_raw(arc).cast::<()>(), &VTABLE)
+}
+
+/// `wake` of a lent waker: never called, as a lent waker is never owned (W4). Treated as
+/// `wake_by_ref` to be safe.
+///
+/// # Safety
+/// `data` is a live `&LentWaker` (W4).
+unsafe fn lent_wake(data: *const ()) {
+    // SAFETY: as `lent_wake_by_ref`.
+    unsafe { lent_wake_by_ref(data) }
+}
+
+/// `wake_by_ref` of a lent waker: schedule the task (the `yield_now` path: no allocation).
+///
+/// # Safety
+/// `data` is a live `&LentWaker` (W4).
+unsafe fn lent_wake_by_ref(data: *const ()) {
+    // SAFETY: W4.
+    let lent = unsafe { &*data.cast::<LentWaker<'_>>() };
+    schedule(lent.task, lent.remote);
+}
+
+/// `drop` of a lent waker: nothing is owned.
+///
+/// # Safety
+/// None needed: it does nothing.
+unsafe fn lent_drop(_data: *const ()) {}
+
+/// If `waker` is a looplab task waker of loop `loop_id`, the task it wakes. Lets `sleep` store
+/// a task id in its timer instead of cloning the waker.
+pub(crate) fn task_of(waker: &Waker, loop_id: u64) -> Option<TaskId> {
+    let vt = waker.vtable();
+    if std::ptr::eq(vt, &VTABLE) {
+        // SAFETY: W1. The vtable identifies the data as an `Arc<TaskWaker>` pointer, alive
+        // while `waker` is.
+        let w = unsafe { &*waker.data().cast::<TaskWaker>() };
+        (w.remote.loop_id == loop_id).then_some(w.task)
+    } else if std::ptr::eq(vt, &LENT_VTABLE) {
+        // SAFETY: W4. The vtable identifies the data as a live `&LentWaker`.
+        let w = unsafe { &*waker.data().cast::<LentWaker<'_>>() };
+        (w.remote.loop_id == loop_id).then_some(w.task)
+    } else {
+        None
+    }
 }
 
 /// `RawWakerVTable::clone`: a second waker for the same task.
@@ -139,7 +252,13 @@ mod tests {
 
     #[test]
     fn clone_and_drop_balance_the_count() {
-        let arc = Arc::new(TaskWaker { task: TaskId { index: 0, generation: 1 }, remote: remote() });
+        let arc = Arc::new(TaskWaker {
+            task: TaskId {
+                index: 0,
+                generation: 1,
+            },
+            remote: remote(),
+        });
         let w = waker_for(arc.clone());
         assert_eq!(Arc::strong_count(&arc), 2);
         let w2 = w.clone();
@@ -151,7 +270,13 @@ mod tests {
 
     #[test]
     fn waking_off_loop_goes_to_the_inbox_and_releases_the_count() {
-        let arc = Arc::new(TaskWaker { task: TaskId { index: 3, generation: 7 }, remote: remote() });
+        let arc = Arc::new(TaskWaker {
+            task: TaskId {
+                index: 3,
+                generation: 7,
+            },
+            remote: remote(),
+        });
         let w = waker_for(arc.clone());
         w.wake_by_ref();
         assert_eq!(Arc::strong_count(&arc), 2);
