@@ -1,9 +1,13 @@
 //! Ordering of callbacks and timers on the loop: ports of CPython 3.11's test_base_events
 //! and test_events, on the virtual clock.
 
+// `async move { t.await }` is on purpose: run_until_complete runs it as the main task.
+#![allow(clippy::redundant_async_block, clippy::async_yields_async)]
+
 mod common;
 
 use common::{Log, ms, secs, virtual_loop, virtual_loop_with};
+use looplab::trace::{EventKind, TimeoutReason};
 use looplab::{EventLoop, LoopError, TimerBackend};
 use std::time::Duration;
 
@@ -166,4 +170,244 @@ fn deadlock_is_reported_with_waiting_tasks() {
         }
         other => panic!("expected deadlock, got {other:?}"),
     }
+}
+
+/// Deadlines already in the past fire in deadline order, earliest first.
+/// CPython: test_base_events.py::BaseEventLoopTests::test_call_later_negative_delays
+#[test]
+fn past_deadlines_fire_in_deadline_order() {
+    let (lp, log) = virtual_loop();
+    lp.run_until_complete(looplab::sleep(secs(5))).unwrap();
+    lp.call_at(secs(4), log.cb("a")); // 1 s in the past
+    lp.call_at(secs(3), log.cb("b")); // 2 s in the past
+    lp.run_until_idle().unwrap();
+    assert_eq!(log.take(), ["b", "a"]);
+}
+
+/// `call_at` uses loop time; the callback sees the time it was due.
+/// CPython: test_base_events.py::BaseEventLoopTests::test_time_and_call_at
+#[test]
+fn time_and_call_at() {
+    let (lp, log) = virtual_loop();
+    let when = lp.time() + ms(100);
+    let l = log.clone();
+    lp.call_at(when, move |lp| l.push(format!("{:?}", lp.time())));
+    lp.run_until_idle().unwrap();
+    assert_eq!(log.take(), ["100ms"]);
+}
+
+/// The poll timeout of an idle iteration is exactly the time to the earliest live timer;
+/// a cancelled earlier timer does not shorten it.
+/// CPython: test_base_events.py::BaseEventLoopTests::test__run_once
+#[test]
+fn run_once_timeout_is_earliest_live_deadline() {
+    let (lp, rec) = common::traced_loop();
+    let h1 = lp.call_later(secs(5), |_| {});
+    lp.call_later(secs(10), |_| {});
+    h1.cancel();
+    lp.call_soon(|lp| lp.stop());
+    lp.run_forever().unwrap(); // iteration 1: ready work, timeout 0
+    lp.stop();
+    lp.run_forever().unwrap(); // iteration 2: stopping, timeout 0
+    rec.take();
+    let l = lp.handle();
+    lp.call_later(secs(11), move |_| l.stop());
+    lp.run_forever().unwrap();
+    let starts: Vec<_> = rec
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::IterationStarted {
+                timeout, reason, ..
+            } => Some((timeout, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            (
+                Some(10_000_000_000),
+                TimeoutReason::Timer {
+                    deadline: 10_000_000_000
+                }
+            ), // not 5 s
+            (
+                Some(1_000_000_000),
+                TimeoutReason::Timer {
+                    deadline: 11_000_000_000
+                }
+            ),
+        ]
+    );
+}
+
+/// A due timer's callback runs in the same iteration; what it schedules waits one more.
+/// CPython: test_base_events.py::BaseEventLoopTests::test__run_once_schedule_handle
+#[test]
+fn due_timer_runs_this_iteration_its_call_soon_next() {
+    let (lp, log) = virtual_loop();
+    let l = log.clone();
+    lp.call_later(ms(1), move |lp| {
+        l.push(format!("timer in iteration {}", lp.iteration()));
+        let l2 = l.clone();
+        lp.call_soon(move |lp| l2.push(format!("its call_soon in iteration {}", lp.iteration())));
+    });
+    lp.run_until_idle().unwrap();
+    assert_eq!(
+        log.take(),
+        ["timer in iteration 1", "its call_soon in iteration 2"]
+    );
+}
+
+/// Many cancelled timers are purged from the heap by asyncio's rule (more than 100 and more
+/// than half cancelled).
+/// CPython: test_base_events.py::BaseEventLoopTests::test__run_once_cancelled_event_cleanup
+#[test]
+fn cancelled_timers_are_cleaned_up_by_asyncio_rule() {
+    let lp = virtual_loop_with(TimerBackend::Heap);
+    lp.call_later(secs(3000), |_| {});
+    let hs: Vec<_> = (0..200)
+        .map(|_| lp.call_later(secs(3600), |_| {}))
+        .collect();
+    for h in &hs {
+        h.cancel();
+    }
+    lp.call_soon(|lp| lp.stop());
+    lp.run_forever().unwrap();
+    let snap = lp.timer_stats();
+    assert_eq!(snap.live, 1);
+    assert!(snap.compactions >= 1, "{snap:?}");
+    assert_eq!(snap.cancelled_in_heap, 0);
+}
+
+/// `call_soon_threadsafe` from another thread wakes a loop blocked in its poll; a pool-like
+/// `keep_alive` keeps the virtual clock from jumping past the 100 ms timer meanwhile.
+/// CPython: test_events.py::EventLoopTestsMixin::test_call_soon_threadsafe
+#[test]
+fn call_soon_threadsafe_from_another_thread() {
+    let (lp, log) = virtual_loop();
+    let l = log.clone();
+    lp.call_later(ms(100), move |lp| {
+        l.push("hello");
+        lp.stop();
+    });
+    let ts = lp.threadsafe_handle();
+    let guard = lp.keep_alive();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let th = std::thread::spawn(move || {
+        rx.recv().unwrap(); // wait until the loop runs
+        let l = Log::new(); // not shared: the callback runs on the loop thread
+        drop(l);
+        ts.call_soon_threadsafe(|lp| lp.trace_note("from thread"))
+            .unwrap();
+        ts.call_soon_threadsafe(move |_| drop(guard)).unwrap();
+    });
+    let l2 = log.clone();
+    lp.call_soon(move |_| {
+        l2.push("loop running");
+        tx.send(()).unwrap();
+    });
+    let l3 = log.clone();
+    let (rec, _) = (looplab::trace::Recorder::new(), ());
+    lp.add_trace_sink(rec.clone());
+    lp.run_forever().unwrap();
+    th.join().unwrap();
+    let notes: Vec<_> = rec
+        .kinds()
+        .into_iter()
+        .filter(|k| matches!(k, EventKind::Note { .. }))
+        .collect();
+    assert_eq!(notes.len(), 1);
+    drop(l3);
+    assert_eq!(log.take(), ["loop running", "hello"]);
+    assert_eq!(lp.time(), ms(100));
+}
+
+/// From the loop's own thread, thread-safe calls queue like call_soon: `world` before the
+/// 100 ms `hello`.
+/// CPython: test_events.py::EventLoopTestsMixin::test_call_soon_threadsafe_same_thread
+#[test]
+fn call_soon_threadsafe_same_thread() {
+    let (lp, rec) = common::traced_loop();
+    lp.call_later(ms(100), move |lp| {
+        lp.trace_note("hello");
+        lp.stop();
+    });
+    lp.threadsafe_handle()
+        .call_soon_threadsafe(|lp| lp.trace_note("world"))
+        .unwrap();
+    lp.run_forever().unwrap();
+    let notes: Vec<_> = rec
+        .kinds()
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::Note { text } => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes, ["world", "hello"]);
+}
+
+/// A closed loop refuses to run and to schedule, with errors, not panics.
+/// CPython: test_base_events.py::BaseEventLoopTests::test_close
+#[test]
+fn closed_loop_refuses_work() {
+    let lp = EventLoop::new_virtual();
+    assert!(!lp.is_closed());
+    lp.close().unwrap();
+    assert!(lp.is_closed());
+    lp.close().unwrap(); // closing twice is fine
+    assert!(matches!(lp.run_forever(), Err(LoopError::Closed)));
+    assert!(matches!(
+        lp.run_until_complete(async {}),
+        Err(LoopError::Closed)
+    ));
+    assert!(matches!(lp.try_call_soon(|_| {}), Err(LoopError::Closed)));
+    assert!(matches!(
+        lp.threadsafe_handle().call_soon_threadsafe(|_| {}),
+        Err(LoopError::Closed)
+    ));
+}
+
+/// Closing drops pending tasks: their destructors (cleanup) run.
+/// CPython: test_base_events.py::BaseEventLoopTests::test_run_until_complete_loop_orphan_future_close_loop
+#[test]
+fn close_drops_pending_tasks_and_runs_their_cleanup() {
+    struct Cleanup(Log);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            self.0.push("cleanup ran");
+        }
+    }
+    let (lp, log) = virtual_loop();
+    let l = log.clone();
+    lp.spawn(async move {
+        let _g = Cleanup(l);
+        looplab::sleep(secs(3600)).await;
+    })
+    .detach();
+    lp.call_soon(|lp| lp.stop());
+    lp.run_forever().unwrap();
+    assert!(log.take().is_empty());
+    lp.close().unwrap();
+    assert_eq!(log.take(), ["cleanup ran"]);
+}
+
+/// The real clock gives the same order as the virtual one (a 1 ms program).
+#[test]
+fn same_order_on_real_and_virtual_clock() {
+    let run = |lp: EventLoop| {
+        let log = Log::new();
+        for (i, d) in [3u64, 1, 2, 1].iter().enumerate() {
+            lp.call_later(ms(*d), log.cb(&format!("t{i}")));
+        }
+        lp.call_soon(log.cb("soon"));
+        lp.run_until_idle().unwrap();
+        log.take()
+    };
+    let v = run(EventLoop::new_virtual());
+    let r = run(EventLoop::new());
+    assert_eq!(v, ["soon", "t1", "t3", "t2", "t0"]);
+    assert_eq!(v, r);
 }

@@ -139,6 +139,9 @@ impl Timers {
     }
 }
 
+/// A replacement for the default report-to-stderr (asyncio: the exception handler).
+pub(crate) type ExceptionHandler = Box<dyn FnMut(&str)>;
+
 /// Counter giving each loop a process-unique id (wakers compare it).
 static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -186,7 +189,7 @@ pub(crate) struct Inner {
     /// Iterations run so far.
     pub(crate) iteration: Cell<u64>,
     /// Replaces the default report-to-stderr. asyncio: `set_exception_handler`.
-    pub(crate) exception_handler: RefCell<Option<Box<dyn FnMut(&str)>>>,
+    pub(crate) exception_handler: RefCell<Option<ExceptionHandler>>,
 }
 
 /// A handle to an event loop: clone it freely, capture it in callbacks and tasks.
@@ -409,6 +412,11 @@ impl LoopHandle {
         let s = self.inner.seq.get() + 1;
         self.inner.seq.set(s);
         s
+    }
+
+    /// Counters of the timer queue (live timers, cascades, compactions...).
+    pub fn timer_stats(&self) -> crate::timer::TimerStats {
+        self.inner.timers.borrow().queue().stats()
     }
 
     // ----- the event log ---------------------------------------------------------------
@@ -1020,6 +1028,7 @@ impl LoopHandle {
         if inner.closed.replace(true) {
             return Ok(());
         }
+        inner.remote.closed.store(true, Ordering::Release);
         // Take everything out first, then drop it with no borrow held: destructors may call
         // back into the loop (which now refuses politely).
         let ready = std::mem::take(&mut *inner.ready.borrow_mut());

@@ -61,6 +61,8 @@ pub(crate) struct Remote {
     pub(crate) external: AtomicUsize,
     /// Live thread-safe handles (R4).
     pub(crate) handles: AtomicUsize,
+    /// Set by `close()`: senders get `LoopError::Closed` from then on.
+    pub(crate) closed: AtomicBool,
 }
 
 impl fmt::Debug for Remote {
@@ -84,6 +86,7 @@ impl Remote {
             notified: AtomicBool::new(false),
             external: AtomicUsize::new(0),
             handles: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
         };
         (Arc::new(remote), rx)
     }
@@ -91,6 +94,9 @@ impl Remote {
     /// Send a message and ring the bell if nobody has since the loop last drained (R1).
     /// Fails only when the loop is closed (its receiver is gone).
     pub(crate) fn send(&self, msg: RemoteMsg) -> Result<(), LoopError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LoopError::Closed);
+        }
         self.tx.send(msg).map_err(|_| LoopError::Closed)?;
         if !self.notified.swap(true, Ordering::SeqCst) {
             // A failed eventfd write means the loop is being torn down; the message is in

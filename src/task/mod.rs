@@ -546,7 +546,21 @@ impl LoopHandle {
                 (polled, lent.promoted.into_inner().map(waker_for))
             }
         };
+        // `current` stays this task until the step is wrapped up, so the wake-ups its
+        // completion causes are attributed to it (who woke whom).
+        self.finish_step(id, polled, fut, owned);
         inner.current.set(prev);
+    }
+
+    /// The end of a step: put a pending future back, or record the outcome.
+    fn finish_step(
+        &self,
+        id: TaskId,
+        polled: std::thread::Result<Poll<Box<dyn Any>>>,
+        fut: BoxedTask,
+        owned: Option<Waker>,
+    ) {
+        let inner = &self.inner;
         match polled {
             Ok(Poll::Pending) => {
                 let mut tasks = inner.tasks.borrow_mut();
@@ -570,7 +584,23 @@ impl LoopHandle {
             Ok(Poll::Ready(out)) => {
                 drop(fut);
                 drop(owned);
-                self.finish_task(id, Body::Value(out), TaskState::Done);
+                let cancelled = self.inner.tasks.borrow()[id.index as usize].cancel_requested;
+                if cancelled {
+                    // asyncio's `_must_cancel` at the end of `__step`: a task that was asked to
+                    // cancel and then returned ends cancelled; its value is dropped.
+                    drop(out);
+                    let error = Error::cancelled();
+                    self.finish_task(
+                        id,
+                        Body::Failed(Box::new(Failure {
+                            error,
+                            retrieved: false,
+                        })),
+                        TaskState::Cancelled,
+                    );
+                } else {
+                    self.finish_task(id, Body::Value(out), TaskState::Done);
+                }
             }
             Err(payload) => {
                 drop(fut);
@@ -775,6 +805,24 @@ impl LoopHandle {
             .get(id.index as usize)
             .filter(|s| s.id == id)
             .map(|s| s.state)
+    }
+
+    /// Where a task was spawned (`#[track_caller]`), for the inspector.
+    pub fn task_spawned_at(&self, id: TaskId) -> Option<&'static Location<'static>> {
+        let tasks = self.inner.tasks.borrow();
+        tasks
+            .get(id.index as usize)
+            .filter(|s| s.id == id)
+            .map(|s| s.spawned_at)
+    }
+
+    /// `size_of_val` of a task's future (its state machine), for the walkthrough.
+    pub fn task_future_size(&self, id: TaskId) -> Option<usize> {
+        let tasks = self.inner.tasks.borrow();
+        tasks
+            .get(id.index as usize)
+            .filter(|s| s.id == id)
+            .map(|s| s.future_size as usize)
     }
 
     /// The task being polled right now, if any. asyncio: `asyncio.current_task()`.
