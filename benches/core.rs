@@ -116,6 +116,17 @@ impl Kind {
             Kind::Smol(_) => futures_lite::future::yield_now().await,
         }
     }
+    /// Spawn a task that is just the runtime's own sleep future (as asyncio's
+    /// `create_task(asyncio.sleep(d))`), so no runtime's task carries another's future type.
+    fn spawn_sleep(&self, d: Duration) -> Join<()> {
+        match self {
+            Kind::Looplab(lp) => Join::L(lp.spawn(looplab::sleep(d))),
+            Kind::Tokio => Join::T(tokio::task::spawn_local(tokio::time::sleep(d))),
+            Kind::Smol(ex) => Join::S(ex.spawn(async move {
+                async_io::Timer::after(d).await;
+            })),
+        }
+    }
     async fn sleep(&self, d: Duration) {
         match self {
             Kind::Looplab(_) => looplab::sleep(d).await,
@@ -297,13 +308,7 @@ fn w3_callbacks(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>
 fn w4_timers(k: Kind, ds: Rc<Vec<Duration>>) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
     Box::pin(async move {
         let t = Instant::now();
-        let tasks: Vec<_> = ds
-            .iter()
-            .map(|d| {
-                let (k2, d) = (k.clone(), *d);
-                k.spawn(async move { k2.sleep(d).await })
-            })
-            .collect();
+        let tasks: Vec<_> = ds.iter().map(|d| k.spawn_sleep(*d)).collect();
         for tk in tasks {
             tk.join().await;
         }
@@ -373,12 +378,7 @@ fn w6_child(rt: &str, n: usize) {
         Box::pin(async move {
             k.sleep(Duration::from_millis(20)).await;
             let before = rss_bytes();
-            let tasks: Vec<_> = (0..n)
-                .map(|_| {
-                    let k2 = k.clone();
-                    k.spawn(async move { k2.sleep(Duration::from_secs(3600)).await })
-                })
-                .collect();
+            let tasks: Vec<_> = (0..n).map(|_| k.spawn_sleep(Duration::from_secs(3600))).collect();
             k.yield_now().await;
             k.sleep(Duration::from_millis(20)).await;
             let after = rss_bytes();
