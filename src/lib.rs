@@ -54,7 +54,9 @@ pub mod trace;
 use std::future::Future;
 
 pub use clock::Nanos;
-pub use error::{CancelledError, DeadlockError, Error, Exception, InvalidStateError, LoopError, PanicError, TimeoutError};
+pub use error::{
+    CancelledError, DeadlockError, Error, Exception, InvalidStateError, LoopError, PanicError, TimeoutError,
+};
 pub use events::{
     Builder, EventLoop, Handle, KeepAlive, LoopHandle, ThreadsafeHandle, TimerBackend, TimerHandle, get_running_loop,
 };

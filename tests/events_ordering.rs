@@ -149,7 +149,7 @@ fn deadlock_is_reported_with_waiting_tasks() {
     let lp = EventLoop::new_virtual();
     let fut = looplab::LoopFuture::<i32>::new(&lp);
     let f2 = fut.clone();
-    let err = lp.run_until_complete(async move { f2.await }).unwrap_err();
+    let err = lp.run_until_complete(f2).unwrap_err();
     match err {
         LoopError::Deadlock(d) => {
             assert_eq!(d.waiting.len(), 1);

@@ -57,13 +57,13 @@ use slab::Slab;
 
 use crate::clock::{Clock, Nanos, duration_to_nanos};
 use crate::error::{DeadlockError, LoopError, WaitingTask, panic_message};
-use crate::net::reactor::{BELL, Reactor, Readiness};
+use crate::net::reactor::{BELL, FdCall, Reactor, Readiness};
 use crate::task::{TaskId, TaskSlot, TaskState};
 use crate::timer::{Cascade, Expired, TieOrder, TimerHeap, TimerQueue, TimerWheel};
 use crate::trace::{CallbackId, EventKind, TimeoutReason, TraceSink, Tracer, WakeSource};
 
-pub use handle::{Handle, TimerHandle};
 pub(crate) use handle::{CallbackFn, CallbackSlot};
+pub use handle::{Handle, TimerHandle};
 pub use threadsafe::{KeepAlive, ThreadsafeHandle};
 use threadsafe::{Remote, RemoteMsg};
 
@@ -139,6 +139,9 @@ impl Timers {
     }
 }
 
+/// A replacement for the default report-to-stderr. asyncio: the `set_exception_handler` handler.
+type ExceptionHandler = Box<dyn FnMut(&str)>;
+
 /// Counter giving each loop a process-unique id (wakers compare it).
 static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -171,8 +174,9 @@ pub(crate) struct Inner {
     inbox: Receiver<RemoteMsg>,
     /// mio::Poll and the I/O sources.
     pub(crate) reactor: RefCell<Reactor>,
-    /// Reused buffers for readiness events and the wakers they release.
-    io_events: RefCell<(Vec<Readiness>, Vec<Waker>)>,
+    /// Reused buffers for readiness events, the wakers they release and the
+    /// `add_reader`/`add_writer` callbacks they schedule.
+    io_events: RefCell<(Vec<Readiness>, Vec<Waker>, Vec<FdCall>)>,
     /// Event log fan-out.
     pub(crate) tracer: Tracer,
     /// What is executing now.
@@ -186,7 +190,7 @@ pub(crate) struct Inner {
     /// Iterations run so far.
     iteration: Cell<u64>,
     /// Replaces the default report-to-stderr. asyncio: `set_exception_handler`.
-    exception_handler: RefCell<Option<Box<dyn FnMut(&str)>>>,
+    exception_handler: RefCell<Option<ExceptionHandler>>,
 }
 
 /// A handle to an event loop: clone it freely, capture it in callbacks and tasks.
@@ -279,7 +283,7 @@ impl Builder {
             remote,
             inbox,
             reactor: RefCell::new(reactor),
-            io_events: RefCell::new((Vec::new(), Vec::new())),
+            io_events: RefCell::new((Vec::new(), Vec::new(), Vec::new())),
             tracer: Tracer::default(),
             current: Cell::new(Running::Idle),
             running: Cell::new(false),
@@ -745,14 +749,14 @@ impl LoopHandle {
     fn poll_io(&self, timeout: Option<Duration>) -> Result<bool, LoopError> {
         let inner = &self.inner;
         let mut bufs = inner.io_events.borrow_mut();
-        let (events, wakers) = &mut *bufs;
+        let (events, wakers, calls) = &mut *bufs;
         events.clear();
         let bell = inner.reactor.borrow_mut().wait(timeout, events)?;
         let got = !events.is_empty();
         {
             let mut reactor = inner.reactor.borrow_mut();
             for r in events.iter() {
-                reactor.dispatch(*r, wakers);
+                reactor.dispatch(*r, wakers, calls);
             }
         }
         if got && inner.tracer.on() {
@@ -761,8 +765,13 @@ impl LoopHandle {
             }
         }
         let mut to_wake = std::mem::take(wakers);
+        let fd_calls = std::mem::take(calls);
         let tokens: Vec<usize> = if got { events.iter().map(|r| r.token).collect() } else { Vec::new() };
         drop(bufs);
+        // asyncio's `_process_events`: an fd callback joins the ready queue as a handle (N4).
+        for (fd, dir, cb) in fd_calls {
+            crate::net::schedule_fd_callback(self, fd, dir, cb);
+        }
         let prev = inner.current.get();
         for (i, w) in to_wake.drain(..).enumerate() {
             inner.current.set(Running::Io(tokens.get(i).copied().unwrap_or(0)));
