@@ -38,6 +38,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::reactor::Direction;
 use super::registration::IoRegistration;
@@ -90,6 +91,14 @@ impl TcpListener {
 impl Drop for TcpListener {
     fn drop(&mut self) {
         self.reg.deregister(&mut self.io); // N7
+    }
+}
+
+/// The raw fd, for `setsockopt` and friends; keep it registered with the loop (do not
+/// `add_reader` it) and do not close it.
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
     }
 }
 
@@ -241,6 +250,14 @@ impl TcpStream {
 impl Drop for TcpStream {
     fn drop(&mut self) {
         self.reg.deregister(&mut self.io); // N7
+    }
+}
+
+/// The raw fd, for `setsockopt` and friends; keep it registered with the loop (do not
+/// `add_reader` it) and do not close it.
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
     }
 }
 

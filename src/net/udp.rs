@@ -18,6 +18,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::reactor::Direction;
 use super::registration::IoRegistration;
@@ -64,6 +65,14 @@ impl UdpSocket {
 impl Drop for UdpSocket {
     fn drop(&mut self) {
         self.reg.deregister(&mut self.io); // N7
+    }
+}
+
+/// The raw fd, for `setsockopt` and friends; keep it registered with the loop (do not
+/// `add_reader` it) and do not close it.
+impl AsRawFd for UdpSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.as_raw_fd()
     }
 }
 
