@@ -22,11 +22,7 @@ const RUNTIMES: [&str; 5] = ["looplab", "looplab-heap", "looplab-traced", "tokio
 // ------------------------------------------------------------------ runtime adapters
 
 fn looplab_loop(rt: &str) -> EventLoop {
-    let backend = if rt == "looplab-heap" {
-        TimerBackend::Heap
-    } else {
-        TimerBackend::Wheel
-    };
+    let backend = if rt == "looplab-heap" { TimerBackend::Heap } else { TimerBackend::Wheel };
     let lp = EventLoop::builder().timer_backend(backend).build().unwrap();
     if rt == "looplab-traced" {
         // A sink that counts events: shows what an attached sink costs (the untraced run
@@ -44,10 +40,7 @@ fn looplab_loop(rt: &str) -> EventLoop {
 
 /// Run `make()` as the main task of a fresh runtime `rt` and return the seconds it took as
 /// measured inside the task.
-fn run_on(
-    rt: &str,
-    make: impl FnOnce(Kind) -> std::pin::Pin<Box<dyn Future<Output = f64>>>,
-) -> f64 {
+fn run_on(rt: &str, make: impl FnOnce(Kind) -> std::pin::Pin<Box<dyn Future<Output = f64>>>) -> f64 {
     match rt {
         r if r.starts_with("looplab") => {
             let lp = looplab_loop(r);
@@ -55,16 +48,10 @@ fn run_on(
             lp.run_until_complete(fut).unwrap()
         }
         "tokio" => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let local = tokio::task::LocalSet::new();
             let fut = make(Kind::Tokio);
-            local.block_on(
-                &rt,
-                async move { tokio::task::spawn_local(fut).await.unwrap() },
-            )
+            local.block_on(&rt, async move { tokio::task::spawn_local(fut).await.unwrap() })
         }
         "smol" => {
             let ex = Rc::new(async_executor::LocalExecutor::new());
@@ -287,9 +274,7 @@ fn w3_callbacks(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>
                 for _ in 0..n {
                     let d = done.clone();
                     match &k {
-                        Kind::Tokio => {
-                            drop(tokio::task::spawn_local(async move { d.set(d.get() + 1) }))
-                        }
+                        Kind::Tokio => drop(tokio::task::spawn_local(async move { d.set(d.get() + 1) })),
                         Kind::Smol(ex) => ex.spawn(async move { d.set(d.get() + 1) }).detach(),
                         Kind::Looplab(_) => unreachable!(),
                     }
@@ -330,10 +315,7 @@ fn w4_cancel(k: Kind, ds: Rc<Vec<Duration>>) -> std::pin::Pin<Box<dyn Future<Out
                 looplab::yield_now().await;
             }
             Kind::Tokio => {
-                let mut sleeps: Vec<_> = ds
-                    .iter()
-                    .map(|d| Box::pin(tokio::time::sleep(*d)))
-                    .collect();
+                let mut sleeps: Vec<_> = ds.iter().map(|d| Box::pin(tokio::time::sleep(*d))).collect();
                 // Poll each once so it registers with the driver, then drop (= cancel).
                 futures_lite::future::poll_fn(|cx| {
                     for s in sleeps.iter_mut() {
@@ -392,14 +374,8 @@ fn w6_child(rt: &str, n: usize) {
 
 fn w6(rt: &str) -> f64 {
     let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["--w6-child", rt])
-        .output()
-        .expect("re-run bench for w6");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(f64::NAN)
+    let out = std::process::Command::new(exe).args(["--w6-child", rt]).output().expect("re-run bench for w6");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN)
 }
 
 // ------------------------------------------------------------------ driver
@@ -414,11 +390,7 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--w6-child") {
         w6_child(&args[i + 1], 100_000);
     }
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .map(|i| args[i + 1].parse().unwrap())
-        .unwrap_or(3);
+    let runs: usize = args.iter().position(|a| a == "--runs").map(|i| args[i + 1].parse().unwrap()).unwrap_or(3);
     let filter: Vec<&String> = args.iter().filter(|a| a.starts_with('w')).collect();
     let want = |w: &str| filter.is_empty() || filter.iter().any(|f| w.starts_with(f.as_str()));
 
@@ -428,30 +400,10 @@ fn main() {
 
     type Work = Box<dyn Fn(Kind) -> std::pin::Pin<Box<dyn Future<Output = f64>>>>;
     let workloads: Vec<(&str, &str, usize, Work)> = vec![
-        (
-            "w1_spawn_join",
-            "ns/task",
-            1_000_000,
-            Box::new(|k| w1_spawn_join(k, 1_000_000)),
-        ),
-        (
-            "w2_yield",
-            "ns/switch",
-            1_000_000,
-            Box::new(|k| w2_yield(k, 1_000_000)),
-        ),
-        (
-            "w2_chan",
-            "ns/round trip",
-            500_000,
-            Box::new(|k| w2_chan(k, 500_000)),
-        ),
-        (
-            "w3_callbacks",
-            "ns/callback",
-            1_000_000,
-            Box::new(|k| w3_callbacks(k, 1_000_000)),
-        ),
+        ("w1_spawn_join", "ns/task", 1_000_000, Box::new(|k| w1_spawn_join(k, 1_000_000))),
+        ("w2_yield", "ns/switch", 1_000_000, Box::new(|k| w2_yield(k, 1_000_000))),
+        ("w2_chan", "ns/round trip", 500_000, Box::new(|k| w2_chan(k, 500_000))),
+        ("w3_callbacks", "ns/callback", 1_000_000, Box::new(|k| w3_callbacks(k, 1_000_000))),
         ("w4_timers", "ns/timer overhead", 200_000, {
             let ds = ds_timers.clone();
             Box::new(move |k| w4_timers(k, ds.clone()))
@@ -462,10 +414,7 @@ fn main() {
         }),
     ];
 
-    println!(
-        "| workload (unit) | {} | looplab / fastest peer |",
-        RUNTIMES.join(" | ")
-    );
+    println!("| workload (unit) | {} | looplab / fastest peer |", RUNTIMES.join(" | "));
     println!("|---|{}---:|", "---:|".repeat(RUNTIMES.len()));
     for (name, unit, n, work) in &workloads {
         if !want(name) {
@@ -476,11 +425,7 @@ fn main() {
             // Interleaved: one run of each runtime per round, so drift hits all alike.
             for (i, rt) in RUNTIMES.iter().enumerate() {
                 let secs = run_on(rt, |k| work(k));
-                let secs = if *name == "w4_timers" {
-                    (secs - max_sleep).max(0.0)
-                } else {
-                    secs
-                };
+                let secs = if *name == "w4_timers" { (secs - max_sleep).max(0.0) } else { secs };
                 samples[i].push(secs * 1e9 / *n as f64);
             }
         }
@@ -496,9 +441,5 @@ fn main() {
 fn print_row(name: &str, unit: &str, med: &[f64]) {
     let fastest_peer = med[3].min(med[4]);
     let cells: Vec<String> = med.iter().map(|v| format!("{v:.0}")).collect();
-    println!(
-        "| {name} ({unit}) | {} | {:.2} |",
-        cells.join(" | "),
-        med[0] / fastest_peer
-    );
+    println!("| {name} ({unit}) | {} | {:.2} |", cells.join(" | "), med[0] / fastest_peer);
 }

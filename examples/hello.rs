@@ -62,7 +62,11 @@ fn main() {
         for job in jobs {
             total += job.await.expect("job finished");
         }
-        println!("[{:>6.3}s] all done: {total} s of sleeping in {:.0} s of loop time", lp.time().as_secs_f64(), lp.time().as_secs_f64());
+        println!(
+            "[{:>6.3}s] all done: {total} s of sleeping in {:.0} s of loop time",
+            lp.time().as_secs_f64(),
+            lp.time().as_secs_f64()
+        );
     });
     if let Err(e) = result {
         eprintln!("hello: {e}");

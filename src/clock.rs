@@ -59,9 +59,7 @@ pub enum Clock {
 impl Clock {
     /// A real clock starting now.
     pub fn real() -> Clock {
-        Clock::Real {
-            start: Instant::now(),
-        }
+        Clock::Real { start: Instant::now() }
     }
 
     /// A virtual clock at time zero.

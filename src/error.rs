@@ -99,10 +99,7 @@ pub struct Exception {
 impl Exception {
     /// An exception of `kind` with `message`, like Python's `ValueError("message")`.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Exception {
-        Exception {
-            kind: kind.into(),
-            message: message.into(),
-        }
+        Exception { kind: kind.into(), message: message.into() }
     }
 }
 
@@ -149,9 +146,7 @@ impl Error {
     }
     /// An invalid-state error with `message`.
     pub fn invalid_state(message: impl Into<String>) -> Error {
-        Error::InvalidState(InvalidStateError {
-            message: message.into(),
-        })
+        Error::InvalidState(InvalidStateError { message: message.into() })
     }
 }
 
@@ -208,10 +203,7 @@ pub struct DeadlockError {
 
 impl fmt::Display for DeadlockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "deadlock: nothing can wake the loop again; waiting tasks: "
-        )?;
+        write!(f, "deadlock: nothing can wake the loop again; waiting tasks: ")?;
         if self.waiting.is_empty() {
             return f.write_str("(none)");
         }

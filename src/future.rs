@@ -58,10 +58,7 @@ pub(crate) struct DoneCallbacks<C> {
 
 impl<C> Default for DoneCallbacks<C> {
     fn default() -> Self {
-        DoneCallbacks {
-            list: Vec::new(),
-            next_id: 0,
-        }
+        DoneCallbacks { list: Vec::new(), next_id: 0 }
     }
 }
 
@@ -74,10 +71,7 @@ impl<C> DoneCallbacks<C> {
     /// Append a callback; returns its id.
     pub(crate) fn push_callback(&mut self, f: C) -> u64 {
         self.next_id += 1;
-        self.list.push(Watcher::Callback {
-            id: self.next_id,
-            f,
-        });
+        self.list.push(Watcher::Callback { id: self.next_id, f });
         self.next_id
     }
 
@@ -97,8 +91,7 @@ impl<C> DoneCallbacks<C> {
     /// Remove the callback with `id`; true if it was there.
     pub(crate) fn remove(&mut self, id: u64) -> bool {
         let before = self.list.len();
-        self.list
-            .retain(|w| !matches!(w, Watcher::Callback { id: i, .. } if *i == id));
+        self.list.retain(|w| !matches!(w, Watcher::Callback { id: i, .. } if *i == id));
         before != self.list.len()
     }
 
@@ -138,10 +131,7 @@ pub struct LoopFuture<T> {
 
 impl<T> Clone for LoopFuture<T> {
     fn clone(&self) -> Self {
-        LoopFuture {
-            lp: self.lp.clone(),
-            cell: self.cell.clone(),
-        }
+        LoopFuture { lp: self.lp.clone(), cell: self.cell.clone() }
     }
 }
 
@@ -154,10 +144,7 @@ impl<T> fmt::Debug for LoopFuture<T> {
             FutState::Done(Err(Error::Cancelled(_))) => "cancelled",
             FutState::Done(Err(_)) => "failed",
         };
-        f.debug_struct("LoopFuture")
-            .field("state", &state)
-            .field("callbacks", &c.callbacks.len())
-            .finish()
+        f.debug_struct("LoopFuture").field("state", &state).field("callbacks", &c.callbacks.len()).finish()
     }
 }
 
@@ -170,10 +157,7 @@ impl<T: 'static> LoopFuture<T> {
     pub fn new(lp: &LoopHandle) -> LoopFuture<T> {
         LoopFuture {
             lp: lp.clone(),
-            cell: Rc::new(RefCell::new(FutureCell {
-                state: FutState::Pending,
-                callbacks: DoneCallbacks::new(),
-            })),
+            cell: Rc::new(RefCell::new(FutureCell { state: FutState::Pending, callbacks: DoneCallbacks::new() })),
         }
     }
 
@@ -189,10 +173,7 @@ impl<T: 'static> LoopFuture<T> {
 
     /// Cancelled? asyncio: `cancelled()`.
     pub fn is_cancelled(&self) -> bool {
-        matches!(
-            self.cell.borrow().state,
-            FutState::Done(Err(Error::Cancelled(_)))
-        )
+        matches!(self.cell.borrow().state, FutState::Done(Err(Error::Cancelled(_))))
     }
 
     /// Complete with a value (F3). asyncio: `set_result`.
@@ -212,24 +193,15 @@ impl<T: 'static> LoopFuture<T> {
 
     /// Cancel with a message. asyncio: `cancel(msg)`.
     pub fn cancel_with(&self, message: impl Into<String>) -> bool {
-        self.complete(Err(Error::Cancelled(CancelledError {
-            message: Some(message.into()),
-        })))
-        .is_ok()
+        self.complete(Err(Error::Cancelled(CancelledError { message: Some(message.into()) }))).is_ok()
     }
 
     fn complete(&self, outcome: Result<T, Error>) -> Result<(), Error> {
         let callbacks = {
             let mut c = self.cell.borrow_mut();
             if let FutState::Done(prev) = &c.state {
-                let what = if matches!(prev, Err(Error::Cancelled(_))) {
-                    "cancelled"
-                } else {
-                    "finished"
-                };
-                return Err(Error::invalid_state(format!(
-                    "invalid state: the future is already {what}"
-                )));
+                let what = if matches!(prev, Err(Error::Cancelled(_))) { "cancelled" } else { "finished" };
+                return Err(Error::invalid_state(format!("invalid state: the future is already {what}")));
             }
             c.state = FutState::Done(outcome);
             std::mem::take(&mut c.callbacks)

@@ -39,12 +39,7 @@
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
+#![warn(missing_docs, missing_debug_implementations, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod clock;
 pub mod error;
@@ -60,12 +55,10 @@ use std::future::Future;
 
 pub use clock::Nanos;
 pub use error::{
-    CancelledError, DeadlockError, Error, Exception, InvalidStateError, LoopError, PanicError,
-    TimeoutError,
+    CancelledError, DeadlockError, Error, Exception, InvalidStateError, LoopError, PanicError, TimeoutError,
 };
 pub use events::{
-    Builder, EventLoop, Handle, KeepAlive, LoopHandle, ThreadsafeHandle, TimerBackend, TimerHandle,
-    get_running_loop,
+    Builder, EventLoop, Handle, KeepAlive, LoopHandle, ThreadsafeHandle, TimerBackend, TimerHandle, get_running_loop,
 };
 pub use future::LoopFuture;
 pub use task::{Task, TaskId, TaskState};

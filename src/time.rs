@@ -35,10 +35,7 @@ use crate::trace::CallbackId;
 /// # Panics
 /// When polled outside a running looplab loop (like `tokio::time::sleep` outside tokio).
 pub fn sleep(delay: Duration) -> Sleep {
-    Sleep {
-        delay,
-        state: SleepState::Init,
-    }
+    Sleep { delay, state: SleepState::Init }
 }
 
 /// Suspend for `secs` seconds (a float, as in asyncio; negative or NaN counts as zero).
@@ -83,8 +80,7 @@ impl Future for Sleep {
                     self.state = SleepState::Yielded;
                     return Poll::Pending;
                 }
-                let lp = get_running_loop()
-                    .expect("looplab::sleep polled outside a running looplab loop");
+                let lp = get_running_loop().expect("looplab::sleep polled outside a running looplab loop");
                 let when = lp.now_ns().saturating_add(duration_to_nanos(self.delay));
                 // A looplab task's waker: store the task id, not a waker clone (no allocation).
                 let f = match crate::task::raw_waker::task_of(cx.waker(), lp.id()) {

@@ -53,9 +53,7 @@ fn call_soon_runs_in_order() {
 fn call_later_waits_its_delay() {
     let (lp, log) = virtual_loop();
     let l2 = log.clone();
-    lp.call_later(ms(100), move |lp| {
-        l2.push(format!("fired at {:?}", lp.time()))
-    });
+    lp.call_later(ms(100), move |lp| l2.push(format!("fired at {:?}", lp.time())));
     lp.run_until_idle().unwrap();
     assert_eq!(log.take(), ["fired at 100ms"]);
 }
@@ -71,11 +69,7 @@ fn equal_deadlines_fire_in_scheduling_order_on_wheel_and_heap() {
             lp.call_at(secs(1), log.cb(&i.to_string()));
         }
         lp.run_until_idle().unwrap();
-        assert_eq!(
-            log.take(),
-            ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
-            "{backend:?}"
-        );
+        assert_eq!(log.take(), ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], "{backend:?}");
     }
 }
 
@@ -94,10 +88,7 @@ fn asyncio_tie_mode_matches_cpython_heap_order() {
     }
     lp.call_at(secs(2), |lp| lp.stop());
     lp.run_forever().unwrap();
-    assert_eq!(
-        log.take(),
-        ["0", "2", "6", "5", "9", "8", "7", "1", "3", "4"]
-    );
+    assert_eq!(log.take(), ["0", "2", "6", "5", "9", "8", "7", "1", "3", "4"]);
 }
 
 /// A cancelled handle never runs, even when it is already in the batch (E4).
@@ -162,7 +153,7 @@ fn deadlock_is_reported_with_waiting_tasks() {
     let lp = EventLoop::new_virtual();
     let fut = looplab::LoopFuture::<i32>::new(&lp);
     let f2 = fut.clone();
-    let err = lp.run_until_complete(async move { f2.await }).unwrap_err();
+    let err = lp.run_until_complete(f2).unwrap_err();
     match err {
         LoopError::Deadlock(d) => {
             assert_eq!(d.waiting.len(), 1);
@@ -217,27 +208,15 @@ fn run_once_timeout_is_earliest_live_deadline() {
         .kinds()
         .into_iter()
         .filter_map(|k| match k {
-            EventKind::IterationStarted {
-                timeout, reason, ..
-            } => Some((timeout, reason)),
+            EventKind::IterationStarted { timeout, reason, .. } => Some((timeout, reason)),
             _ => None,
         })
         .collect();
     assert_eq!(
         starts,
         [
-            (
-                Some(10_000_000_000),
-                TimeoutReason::Timer {
-                    deadline: 10_000_000_000
-                }
-            ), // not 5 s
-            (
-                Some(1_000_000_000),
-                TimeoutReason::Timer {
-                    deadline: 11_000_000_000
-                }
-            ),
+            (Some(10_000_000_000), TimeoutReason::Timer { deadline: 10_000_000_000 }), // not 5 s
+            (Some(1_000_000_000), TimeoutReason::Timer { deadline: 11_000_000_000 }),
         ]
     );
 }
@@ -254,10 +233,7 @@ fn due_timer_runs_this_iteration_its_call_soon_next() {
         lp.call_soon(move |lp| l2.push(format!("its call_soon in iteration {}", lp.iteration())));
     });
     lp.run_until_idle().unwrap();
-    assert_eq!(
-        log.take(),
-        ["timer in iteration 1", "its call_soon in iteration 2"]
-    );
+    assert_eq!(log.take(), ["timer in iteration 1", "its call_soon in iteration 2"]);
 }
 
 /// Many cancelled timers are purged from the heap by asyncio's rule (more than 100 and more
@@ -267,9 +243,7 @@ fn due_timer_runs_this_iteration_its_call_soon_next() {
 fn cancelled_timers_are_cleaned_up_by_asyncio_rule() {
     let lp = virtual_loop_with(TimerBackend::Heap);
     lp.call_later(secs(3000), |_| {});
-    let hs: Vec<_> = (0..200)
-        .map(|_| lp.call_later(secs(3600), |_| {}))
-        .collect();
+    let hs: Vec<_> = (0..200).map(|_| lp.call_later(secs(3600), |_| {})).collect();
     for h in &hs {
         h.cancel();
     }
@@ -299,8 +273,7 @@ fn call_soon_threadsafe_from_another_thread() {
         rx.recv().unwrap(); // wait until the loop runs
         let l = Log::new(); // not shared: the callback runs on the loop thread
         drop(l);
-        ts.call_soon_threadsafe(|lp| lp.trace_note("from thread"))
-            .unwrap();
+        ts.call_soon_threadsafe(|lp| lp.trace_note("from thread")).unwrap();
         ts.call_soon_threadsafe(move |_| drop(guard)).unwrap();
     });
     let l2 = log.clone();
@@ -313,11 +286,7 @@ fn call_soon_threadsafe_from_another_thread() {
     lp.add_trace_sink(rec.clone());
     lp.run_forever().unwrap();
     th.join().unwrap();
-    let notes: Vec<_> = rec
-        .kinds()
-        .into_iter()
-        .filter(|k| matches!(k, EventKind::Note { .. }))
-        .collect();
+    let notes: Vec<_> = rec.kinds().into_iter().filter(|k| matches!(k, EventKind::Note { .. })).collect();
     assert_eq!(notes.len(), 1);
     drop(l3);
     assert_eq!(log.take(), ["loop running", "hello"]);
@@ -334,9 +303,7 @@ fn call_soon_threadsafe_same_thread() {
         lp.trace_note("hello");
         lp.stop();
     });
-    lp.threadsafe_handle()
-        .call_soon_threadsafe(|lp| lp.trace_note("world"))
-        .unwrap();
+    lp.threadsafe_handle().call_soon_threadsafe(|lp| lp.trace_note("world")).unwrap();
     lp.run_forever().unwrap();
     let notes: Vec<_> = rec
         .kinds()
@@ -359,15 +326,9 @@ fn closed_loop_refuses_work() {
     assert!(lp.is_closed());
     lp.close().unwrap(); // closing twice is fine
     assert!(matches!(lp.run_forever(), Err(LoopError::Closed)));
-    assert!(matches!(
-        lp.run_until_complete(async {}),
-        Err(LoopError::Closed)
-    ));
+    assert!(matches!(lp.run_until_complete(async {}), Err(LoopError::Closed)));
     assert!(matches!(lp.try_call_soon(|_| {}), Err(LoopError::Closed)));
-    assert!(matches!(
-        lp.threadsafe_handle().call_soon_threadsafe(|_| {}),
-        Err(LoopError::Closed)
-    ));
+    assert!(matches!(lp.threadsafe_handle().call_soon_threadsafe(|_| {}), Err(LoopError::Closed)));
 }
 
 /// Closing drops pending tasks: their destructors (cleanup) run.

@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use common::{Log, ms, secs, traced_loop, virtual_loop};
 use looplab::trace::{EventKind, Outcome, WakeSource};
-use looplab::{
-    Error, EventLoop, LoopError, LoopFuture, TaskState, get_running_loop, sleep, yield_now,
-};
+use looplab::{Error, EventLoop, LoopError, LoopFuture, TaskState, get_running_loop, sleep, yield_now};
 
 // ------------------------------------------------------------------ LoopFuture
 
@@ -40,10 +38,7 @@ fn future_cancel() {
     assert!(f.result().unwrap_err().is_cancelled());
     assert!(f.exception().unwrap_err().is_cancelled());
     assert!(matches!(f.set_result(1), Err(Error::InvalidState(_))));
-    assert!(matches!(
-        f.set_error("ValueError", "x"),
-        Err(Error::InvalidState(_))
-    ));
+    assert!(matches!(f.set_error("ValueError", "x"), Err(Error::InvalidState(_))));
     assert!(!f.cancel());
 }
 
@@ -96,12 +91,7 @@ fn future_callbacks_invoked_on_set_exception() {
     let (lp, log) = virtual_loop();
     let f = LoopFuture::<i32>::new(&lp);
     let l = log.clone();
-    f.add_done_callback(move |f| {
-        l.push(format!(
-            "{:?}",
-            f.exception().unwrap().map(|e| e.to_string())
-        ))
-    });
+    f.add_done_callback(move |f| l.push(format!("{:?}", f.exception().unwrap().map(|e| e.to_string()))));
     f.set_error("ValueError", "bad").unwrap();
     lp.run_until_idle().unwrap();
     assert_eq!(log.take(), [r#"Some("ValueError: bad")"#]);
@@ -160,12 +150,8 @@ fn awaiting_task_resumes_between_callbacks() {
         l4.push("set_result");
         f3.set_result(7).unwrap();
     });
-    lp.run_until_complete(async move { t.await.unwrap() })
-        .unwrap();
-    assert_eq!(
-        log.take(),
-        ["set_result", "cb before", "task got 7", "cb after"]
-    );
+    lp.run_until_complete(async move { t.await.unwrap() }).unwrap();
+    assert_eq!(log.take(), ["set_result", "cb before", "task got 7", "cb after"]);
 }
 
 /// Awaiting a future that is already done does not yield to the loop.
@@ -182,8 +168,7 @@ fn await_done_future_does_not_yield() {
         let b = f2.await.unwrap();
         l.push(format!("got {a} {b} without yielding"));
     });
-    lp.run_until_complete(async move { t.await.unwrap() })
-        .unwrap();
+    lp.run_until_complete(async move { t.await.unwrap() }).unwrap();
     // The task's single step ran after the earlier callback, with no extra iteration.
     assert_eq!(log.take(), ["other callback", "got 5 5 without yielding"]);
 }
@@ -201,10 +186,7 @@ fn tasks_start_in_creation_order_not_at_creation() {
         log.push(format!("spawned {name}"));
     }
     lp.run_until_idle().unwrap();
-    assert_eq!(
-        log.take(),
-        ["spawned a", "spawned b", "spawned c", "a", "b", "c"]
-    );
+    assert_eq!(log.take(), ["spawned a", "spawned b", "spawned c", "a", "b", "c"]);
 }
 
 /// Default names are `Task-N`, N counting from 1 per loop.
@@ -215,10 +197,7 @@ fn default_task_names() {
     let a = lp.spawn(async {});
     let b = lp.spawn_named("worker", async {});
     let c = lp.spawn(async {});
-    assert_eq!(
-        (a.name(), b.name(), c.name()),
-        ("Task-1".into(), "worker".into(), "Task-3".into())
-    );
+    assert_eq!((a.name(), b.name(), c.name()), ("Task-1".into(), "worker".into(), "Task-3".into()));
 }
 
 /// The whole event log of one task that sleeps once: created, woken by spawn, polled,
@@ -233,11 +212,7 @@ fn sleep_event_log_in_full() {
         "yeah"
     });
     let id = t.id();
-    assert_eq!(
-        lp.run_until_complete(async move { t.await.unwrap() })
-            .unwrap(),
-        "yeah"
-    );
+    assert_eq!(lp.run_until_complete(async move { t.await.unwrap() }).unwrap(), "yeah");
     assert_eq!(lp.time(), ms(100));
     let kinds: Vec<String> = rec
         .kinds()
@@ -265,10 +240,7 @@ fn sleep_event_log_in_full() {
                 format!("{} waiting", if task == id { "T1" } else { "main" })
             }
             EventKind::TaskFinished { task, outcome } => {
-                format!(
-                    "{} finished {outcome:?}",
-                    if task == id { "T1" } else { "main" }
-                )
+                format!("{} finished {outcome:?}", if task == id { "T1" } else { "main" })
             }
             other => format!("{other}"),
         })
@@ -288,7 +260,7 @@ fn sleep_event_log_in_full() {
             "virtual clock 0.000s -> 0.100s".into(),
             "wheel level 1 slot 1 cascaded 1 entries".into(), // 100 ms sat on level 1
             "timer due 100000000".into(),                     // iteration 2, phase 3
-            "callback ran".into(), // phase 4: the timer's callback wakes T1
+            "callback ran".into(),                            // phase 4: the timer's callback wakes T1
             "T1 woken by timer".into(),
             "T1 polled".into(), // iteration 3: one hop after the timer
             "T1 finished Done".into(),
@@ -313,10 +285,7 @@ fn cancel_before_first_step_never_runs_body() {
         12
     });
     assert!(t.cancel());
-    let err = lp
-        .run_until_complete(async move { t.await })
-        .unwrap()
-        .unwrap_err();
+    let err = lp.run_until_complete(async move { t.await }).unwrap().unwrap_err();
     assert!(err.is_cancelled());
     assert!(log.take().is_empty());
 }
@@ -340,11 +309,7 @@ fn cancel_after_first_step() {
     let r = lp.run_until_complete(async move { (t.await, ()) }).unwrap();
     assert!(r.0.unwrap_err().is_cancelled());
     assert_eq!(log.take(), ["start"]);
-    assert_eq!(
-        lp.task_state(id),
-        None,
-        "slot freed after the handle read the result"
-    );
+    assert_eq!(lp.task_state(id), None, "slot freed after the handle read the result");
 }
 
 /// Cancelling a finished task returns false; a cancelled task reports done + cancelled.
@@ -375,9 +340,7 @@ fn cancel_inner_future() {
     lp.call_soon(move |_| {
         f.cancel();
     });
-    let r = lp
-        .run_until_complete(async move { t.await.unwrap() })
-        .unwrap();
+    let r = lp.run_until_complete(async move { t.await.unwrap() }).unwrap();
     assert!(r.unwrap_err().is_cancelled());
 }
 
@@ -397,11 +360,7 @@ fn cancel_current_task_lands_at_next_await() {
     let r = lp.run_until_complete(async move { t.await }).unwrap();
     assert!(r.unwrap_err().is_cancelled());
     assert_eq!(log.take(), ["still running after cancel()"]);
-    assert_eq!(
-        lp.time(),
-        Duration::ZERO,
-        "the 100 s timer was cancelled with the task (S2)"
-    );
+    assert_eq!(lp.time(), Duration::ZERO, "the 100 s timer was cancelled with the task (S2)");
 }
 
 /// CPython: test_tasks.py::BaseTaskTests::test_cancel_at_end
@@ -488,27 +447,9 @@ fn sleep_cancel_cancels_the_timer() {
     let r = lp.run_until_complete(async move { t.await }).unwrap();
     assert!(r.unwrap_err().is_cancelled());
     let kinds = rec.kinds();
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| matches!(k, EventKind::TimerScheduled { .. }))
-            .count(),
-        1
-    );
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| matches!(k, EventKind::CallbackCancelled { .. }))
-            .count(),
-        1
-    );
-    assert!(kinds.iter().any(|k| matches!(
-        k,
-        EventKind::TaskFinished {
-            outcome: Outcome::Cancelled,
-            ..
-        }
-    )));
+    assert_eq!(kinds.iter().filter(|k| matches!(k, EventKind::TimerScheduled { .. })).count(), 1);
+    assert_eq!(kinds.iter().filter(|k| matches!(k, EventKind::CallbackCancelled { .. })).count(), 1);
+    assert!(kinds.iter().any(|k| matches!(k, EventKind::TaskFinished { outcome: Outcome::Cancelled, .. })));
     assert_eq!(lp.time(), Duration::ZERO);
 }
 
@@ -523,8 +464,7 @@ fn current_task_inside_and_outside() {
         *s2.borrow_mut() = get_running_loop().unwrap().current_task();
     });
     let id = t.id();
-    lp.run_until_complete(async move { t.await.unwrap() })
-        .unwrap();
+    lp.run_until_complete(async move { t.await.unwrap() }).unwrap();
     assert_eq!(*seen.borrow(), Some(id));
     assert_eq!(lp.current_task(), None);
 }
@@ -612,8 +552,7 @@ fn panic_in_task_becomes_error_for_awaiter() {
         panic!("kaboom");
     });
     let l = log.clone();
-    lp.spawn(async move { l.push("other task still runs") })
-        .detach();
+    lp.spawn(async move { l.push("other task still runs") }).detach();
     let r = lp.run_until_complete(async move { bad.await }).unwrap();
     match r {
         Err(Error::Panicked(p)) => {
@@ -633,13 +572,9 @@ fn unretrieved_task_panic_is_reported() {
     let reports = Log::new();
     let r2 = reports.clone();
     lp.set_exception_handler(move |m| r2.push(m.to_string()));
-    lp.spawn_named("lost", async { panic!("nobody listens") })
-        .detach();
+    lp.spawn_named("lost", async { panic!("nobody listens") }).detach();
     lp.run_until_idle().unwrap();
-    assert_eq!(
-        reports.take(),
-        ["Task exception was never retrieved: lost panicked: nobody listens"]
-    );
+    assert_eq!(reports.take(), ["Task exception was never retrieved: lost panicked: nobody listens"]);
 }
 
 /// A retrieved error is not reported.
@@ -702,8 +637,7 @@ fn stale_waker_is_harmless() {
         *s2.borrow_mut() = Some(cx.waker().clone());
         std::task::Poll::Ready(())
     }));
-    lp.run_until_complete(async move { t.await.unwrap() })
-        .unwrap();
+    lp.run_until_complete(async move { t.await.unwrap() }).unwrap();
     let (log, l) = (Log::new(), Log::new());
     let l2 = l.clone();
     let t2 = lp.spawn(async move {
@@ -711,8 +645,7 @@ fn stale_waker_is_harmless() {
         yield_now().await;
     });
     stash.borrow().as_ref().unwrap().wake_by_ref(); // the old task's waker
-    lp.run_until_complete(async move { t2.await.unwrap() })
-        .unwrap();
+    lp.run_until_complete(async move { t2.await.unwrap() }).unwrap();
     assert_eq!(l.take(), ["new task step"]); // polled exactly as scheduled, no extra poll
     assert!(log.take().is_empty());
 }
@@ -735,26 +668,11 @@ fn double_wake_queues_once() {
             std::task::Poll::Ready(())
         }
     }));
-    lp.run_until_complete(async move { t.await.unwrap() })
-        .unwrap();
+    lp.run_until_complete(async move { t.await.unwrap() }).unwrap();
     assert_eq!(*polls.borrow(), 2);
-    let woken = rec
-        .kinds()
-        .iter()
-        .filter(|k| {
-            matches!(
-                k,
-                EventKind::TaskWoken {
-                    by: WakeSource::Task(_),
-                    ..
-                }
-            )
-        })
-        .count();
-    assert_eq!(
-        woken, 2,
-        "one self-wake for the task, one for main woken by it"
-    );
+    let woken =
+        rec.kinds().iter().filter(|k| matches!(k, EventKind::TaskWoken { by: WakeSource::Task(_), .. })).count();
+    assert_eq!(woken, 2, "one self-wake for the task, one for main woken by it");
 }
 
 /// `run_until_complete` inside a running loop is an error, not a panic.
@@ -765,10 +683,7 @@ fn run_until_complete_nesting_is_an_error() {
     let r = lp
         .run_until_complete(async {
             let lp = get_running_loop().unwrap();
-            matches!(
-                lp.run_until_complete(async {}),
-                Err(LoopError::AlreadyRunning)
-            )
+            matches!(lp.run_until_complete(async {}), Err(LoopError::AlreadyRunning))
         })
         .unwrap();
     assert!(r);

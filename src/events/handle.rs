@@ -83,10 +83,7 @@ impl Handle {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle")
-            .field("id", &self.id)
-            .field("pending", &!self.cancelled())
-            .finish()
+        f.debug_struct("Handle").field("id", &self.id).field("pending", &!self.cancelled()).finish()
     }
 }
 
@@ -99,17 +96,11 @@ pub struct TimerHandle {
 
 impl TimerHandle {
     pub(crate) fn new(lp: LoopHandle, id: CallbackId, when: Nanos) -> TimerHandle {
-        TimerHandle {
-            handle: Handle::new(lp, id),
-            when,
-        }
+        TimerHandle { handle: Handle::new(lp, id), when }
     }
 
     pub(crate) fn dead(lp: LoopHandle, when: Nanos) -> TimerHandle {
-        TimerHandle {
-            handle: Handle::dead(lp),
-            when,
-        }
+        TimerHandle { handle: Handle::dead(lp), when }
     }
 
     /// Make sure the callback never runs, even if its timer already came due and it waits in
@@ -136,9 +127,6 @@ impl TimerHandle {
 
 impl fmt::Debug for TimerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimerHandle")
-            .field("id", &self.handle.id)
-            .field("when_ns", &self.when)
-            .finish()
+        f.debug_struct("TimerHandle").field("id", &self.handle.id).field("when_ns", &self.when).finish()
     }
 }

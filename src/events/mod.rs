@@ -57,7 +57,7 @@ use slab::Slab;
 
 use crate::clock::{Clock, Nanos, duration_to_nanos};
 use crate::error::{DeadlockError, LoopError, WaitingTask, panic_message};
-use crate::net::reactor::{BELL, Reactor, Readiness};
+use crate::net::reactor::{BELL, FdCall, Reactor, Readiness};
 use crate::task::{TaskId, TaskSlot, TaskState};
 use crate::timer::{Cascade, Expired, TieOrder, TimerHeap, TimerQueue, TimerWheel};
 use crate::trace::{CallbackId, EventKind, TimeoutReason, TraceSink, Tracer, WakeSource};
@@ -139,7 +139,7 @@ impl Timers {
     }
 }
 
-/// A replacement for the default report-to-stderr (asyncio: the exception handler).
+/// A replacement for the default report-to-stderr. asyncio: the `set_exception_handler` handler.
 pub(crate) type ExceptionHandler = Box<dyn FnMut(&str)>;
 
 /// Counter giving each loop a process-unique id (wakers compare it).
@@ -174,8 +174,9 @@ pub(crate) struct Inner {
     pub(crate) inbox: Receiver<RemoteMsg>,
     /// mio::Poll and the I/O sources.
     pub(crate) reactor: RefCell<Reactor>,
-    /// Reused buffers for readiness events and the wakers they release.
-    pub(crate) io_events: RefCell<(Vec<Readiness>, Vec<Waker>)>,
+    /// Reused buffers for readiness events, the wakers they release and the
+    /// `add_reader`/`add_writer` callbacks they schedule.
+    pub(crate) io_events: RefCell<(Vec<Readiness>, Vec<Waker>, Vec<FdCall>)>,
     /// Event log fan-out.
     pub(crate) tracer: Tracer,
     /// What is executing now.
@@ -270,11 +271,7 @@ impl Builder {
         let (remote, inbox) = Remote::new(id, bell);
         let inner = Inner {
             id,
-            clock: if self.virtual_clock {
-                Clock::virtual_clock()
-            } else {
-                Clock::real()
-            },
+            clock: if self.virtual_clock { Clock::virtual_clock() } else { Clock::real() },
             ready: RefCell::new(VecDeque::with_capacity(64)),
             callbacks: RefCell::new(Slab::with_capacity(64)),
             timers: RefCell::new(Timers::new(self.backend)),
@@ -286,7 +283,7 @@ impl Builder {
             remote,
             inbox,
             reactor: RefCell::new(reactor),
-            io_events: RefCell::new((Vec::new(), Vec::new())),
+            io_events: RefCell::new((Vec::new(), Vec::new(), Vec::new())),
             tracer: Tracer::default(),
             current: Cell::new(Running::Idle),
             running: Cell::new(false),
@@ -295,11 +292,7 @@ impl Builder {
             iteration: Cell::new(0),
             exception_handler: RefCell::new(None),
         };
-        Ok(EventLoop {
-            handle: LoopHandle {
-                inner: Rc::new(inner),
-            },
-        })
+        Ok(EventLoop { handle: LoopHandle { inner: Rc::new(inner) } })
     }
 }
 
@@ -310,17 +303,12 @@ impl EventLoop {
     /// If the OS refuses an epoll instance or an eventfd (out of file descriptors); use
     /// [`EventLoop::builder`] to get that as an error.
     pub fn new() -> EventLoop {
-        EventLoop::builder()
-            .build()
-            .expect("cannot create the loop's epoll instance or eventfd")
+        EventLoop::builder().build().expect("cannot create the loop's epoll instance or eventfd")
     }
 
     /// A loop on the virtual clock (tests, `--fast`). Same panics as [`EventLoop::new`].
     pub fn new_virtual() -> EventLoop {
-        EventLoop::builder()
-            .virtual_clock()
-            .build()
-            .expect("cannot create the loop's epoll instance or eventfd")
+        EventLoop::builder().virtual_clock().build().expect("cannot create the loop's epoll instance or eventfd")
     }
 
     /// Choose clock and timer backend.
@@ -467,9 +455,7 @@ impl LoopHandle {
 
     /// Report an error nobody awaits. asyncio: `loop.call_exception_handler`.
     pub fn report(&self, message: &str) {
-        self.emit_with(|| EventKind::ExceptionReported {
-            message: message.to_string(),
-        });
+        self.emit_with(|| EventKind::ExceptionReported { message: message.to_string() });
         match self.inner.exception_handler.try_borrow_mut() {
             Ok(mut h) if h.is_some() => (h.as_mut().expect("checked"))(message),
             _ => eprintln!("looplab: {message}"),
@@ -493,10 +479,7 @@ impl LoopHandle {
     }
 
     /// [`call_soon`](Self::call_soon) that fails with [`LoopError::Closed`] on a closed loop.
-    pub fn try_call_soon(
-        &self,
-        f: impl FnOnce(&LoopHandle) + 'static,
-    ) -> Result<Handle, LoopError> {
+    pub fn try_call_soon(&self, f: impl FnOnce(&LoopHandle) + 'static) -> Result<Handle, LoopError> {
         if self.inner.closed.get() {
             return Err(LoopError::Closed);
         }
@@ -507,11 +490,7 @@ impl LoopHandle {
     /// Queue a callback slot (no handle). The common path of `call_soon` and done-callbacks.
     fn push_callback(&self, f: CallbackFn) -> CallbackId {
         let seq = self.next_seq();
-        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot {
-            seq,
-            f,
-            timer: None,
-        }) as u32;
+        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: None }) as u32;
         let id = CallbackId { index, seq };
         self.inner.ready.borrow_mut().push_back(Ready::Callback(id));
         self.emit_with(|| EventKind::CallbackScheduled { id });
@@ -519,16 +498,8 @@ impl LoopHandle {
     }
 
     /// Schedule `f` after `delay`. asyncio: `loop.call_later(delay, f)`.
-    pub fn call_later(
-        &self,
-        delay: Duration,
-        f: impl FnOnce(&LoopHandle) + 'static,
-    ) -> TimerHandle {
-        let when = self
-            .inner
-            .clock
-            .now()
-            .saturating_add(duration_to_nanos(delay));
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce(&LoopHandle) + 'static) -> TimerHandle {
+        let when = self.inner.clock.now().saturating_add(duration_to_nanos(delay));
         self.call_at_ns(when, CallbackFn::Boxed(Box::new(f)))
     }
 
@@ -544,27 +515,14 @@ impl LoopHandle {
             return TimerHandle::dead(self.clone(), when);
         }
         let seq = self.next_seq();
-        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot {
-            seq,
-            f,
-            timer: None,
-        }) as u32;
-        let key = self
-            .inner
-            .timers
-            .borrow_mut()
-            .queue_mut()
-            .insert(when, seq, index);
+        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: None }) as u32;
+        let key = self.inner.timers.borrow_mut().queue_mut().insert(when, seq, index);
         self.inner.callbacks.borrow_mut()[index as usize].timer = Some(key);
         let id = CallbackId { index, seq };
         if self.inner.tracer.on() {
             let placement = self.inner.timers.borrow().queue().placement(key);
             if let Some(placement) = placement {
-                self.emit(EventKind::TimerScheduled {
-                    id,
-                    deadline: when,
-                    placement,
-                });
+                self.emit(EventKind::TimerScheduled { id, deadline: when, placement });
             }
         }
         TimerHandle::new(self.clone(), id, when)
@@ -698,19 +656,11 @@ impl LoopHandle {
             (Some(0), TimeoutReason::Stopping)
         } else {
             match inner.timers.borrow_mut().queue_mut().next_deadline() {
-                Some(d) => (
-                    Some(d.saturating_sub(inner.clock.now())),
-                    TimeoutReason::Timer { deadline: d },
-                ),
+                Some(d) => (Some(d.saturating_sub(inner.clock.now())), TimeoutReason::Timer { deadline: d }),
                 None => (None, TimeoutReason::NoTimers),
             }
         };
-        self.emit_with(|| EventKind::IterationStarted {
-            iteration,
-            ready: ready_now,
-            timeout,
-            reason,
-        });
+        self.emit_with(|| EventKind::IterationStarted { iteration, ready: ready_now, timeout, reason });
         self.emit_cascades();
 
         // Phase 2: wait for I/O (or jump the virtual clock).
@@ -746,11 +696,7 @@ impl LoopHandle {
         }
         if inner.clock.is_virtual() {
             // C2/C3: look (without blocking) before jumping.
-            let got = if has_io {
-                self.poll_io(Some(Duration::ZERO))?
-            } else {
-                false
-            };
+            let got = if has_io { self.poll_io(Some(Duration::ZERO))? } else { false };
             if got || !inner.ready.borrow().is_empty() || inner.remote.pending() {
                 if inner.remote.pending() {
                     self.drain_remote();
@@ -799,20 +745,10 @@ impl LoopHandle {
         let mut waiting: Vec<(u32, WaitingTask)> = tasks
             .iter()
             .filter(|(_, s)| !s.state.is_finished())
-            .map(|(_, s)| {
-                (
-                    s.id.generation,
-                    WaitingTask {
-                        name: s.display_name(),
-                        polls: u64::from(s.polls),
-                    },
-                )
-            })
+            .map(|(_, s)| (s.id.generation, WaitingTask { name: s.display_name(), polls: u64::from(s.polls) }))
             .collect();
         waiting.sort_by_key(|(g, _)| *g);
-        LoopError::Deadlock(DeadlockError {
-            waiting: waiting.into_iter().map(|(_, w)| w).collect(),
-        })
+        LoopError::Deadlock(DeadlockError { waiting: waiting.into_iter().map(|(_, w)| w).collect() })
     }
 
     /// Poll the reactor and dispatch: wake parked wakers, note the bell. Returns whether any
@@ -820,37 +756,32 @@ impl LoopHandle {
     fn poll_io(&self, timeout: Option<Duration>) -> Result<bool, LoopError> {
         let inner = &self.inner;
         let mut bufs = inner.io_events.borrow_mut();
-        let (events, wakers) = &mut *bufs;
+        let (events, wakers, calls) = &mut *bufs;
         events.clear();
         let bell = inner.reactor.borrow_mut().wait(timeout, events)?;
         let got = !events.is_empty();
         {
             let mut reactor = inner.reactor.borrow_mut();
             for r in events.iter() {
-                reactor.dispatch(*r, wakers);
+                reactor.dispatch(*r, wakers, calls);
             }
         }
         if got && inner.tracer.on() {
             for r in events.iter() {
-                self.emit(EventKind::IoReady {
-                    token: r.token,
-                    readable: r.readable,
-                    writable: r.writable,
-                });
+                self.emit(EventKind::IoReady { token: r.token, readable: r.readable, writable: r.writable });
             }
         }
         let mut to_wake = std::mem::take(wakers);
-        let tokens: Vec<usize> = if got {
-            events.iter().map(|r| r.token).collect()
-        } else {
-            Vec::new()
-        };
+        let fd_calls = std::mem::take(calls);
+        let tokens: Vec<usize> = if got { events.iter().map(|r| r.token).collect() } else { Vec::new() };
         drop(bufs);
+        // asyncio's `_process_events`: an fd callback joins the ready queue as a handle (N4).
+        for (fd, dir, cb) in fd_calls {
+            crate::net::schedule_fd_callback(self, fd, dir, cb);
+        }
         let prev = inner.current.get();
         for (i, w) in to_wake.drain(..).enumerate() {
-            inner
-                .current
-                .set(Running::Io(tokens.get(i).copied().unwrap_or(0)));
+            inner.current.set(Running::Io(tokens.get(i).copied().unwrap_or(0)));
             w.wake();
         }
         inner.current.set(prev);
@@ -894,25 +825,12 @@ impl LoopHandle {
                 if let Some(slot) = cbs.get_mut(e.payload as usize) {
                     slot.timer = None;
                 }
-                ready.push_back(Ready::Callback(CallbackId {
-                    index: e.payload,
-                    seq: e.seq,
-                }));
+                ready.push_back(Ready::Callback(CallbackId { index: e.payload, seq: e.seq }));
             }
         }
         if inner.tracer.on() {
-            let list: Vec<(CallbackId, Nanos)> = due
-                .iter()
-                .map(|e| {
-                    (
-                        CallbackId {
-                            index: e.payload,
-                            seq: e.seq,
-                        },
-                        e.deadline,
-                    )
-                })
-                .collect();
+            let list: Vec<(CallbackId, Nanos)> =
+                due.iter().map(|e| (CallbackId { index: e.payload, seq: e.seq }, e.deadline)).collect();
             drop(due);
             self.emit_cascades();
             for (id, deadline) in list {
@@ -929,19 +847,11 @@ impl LoopHandle {
             return;
         }
         let mut buf = self.inner.cascades.borrow_mut();
-        self.inner
-            .timers
-            .borrow_mut()
-            .queue_mut()
-            .drain_cascades(&mut buf);
+        self.inner.timers.borrow_mut().queue_mut().drain_cascades(&mut buf);
         let list: Vec<Cascade> = buf.drain(..).collect();
         drop(buf);
         for c in list {
-            self.emit(EventKind::TimerCascaded {
-                level: c.level,
-                slot: c.slot,
-                moved: c.moved,
-            });
+            self.emit(EventKind::TimerCascaded { level: c.level, slot: c.slot, moved: c.moved });
         }
     }
 
@@ -978,10 +888,7 @@ impl LoopHandle {
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(self)));
         self.inner.current.set(prev);
         if let Err(payload) = r {
-            self.report(&format!(
-                "Exception in callback {id}: panicked: {}",
-                panic_message(&*payload)
-            ));
+            self.report(&format!("Exception in callback {id}: panicked: {}", panic_message(&*payload)));
         }
     }
 
@@ -993,11 +900,7 @@ impl LoopHandle {
         }
         let pending: Vec<TaskId> = {
             let tasks = self.inner.tasks.borrow();
-            tasks
-                .iter()
-                .filter(|(_, s)| !s.state.is_finished())
-                .map(|(_, s)| s.id)
-                .collect()
+            tasks.iter().filter(|(_, s)| !s.state.is_finished()).map(|(_, s)| s.id).collect()
         };
         if pending.is_empty() {
             return Ok(());
@@ -1007,9 +910,7 @@ impl LoopHandle {
         }
         let _guard = self.enter()?;
         loop {
-            let left = pending
-                .iter()
-                .any(|id| self.task_state(*id).is_some_and(|s| !s.is_finished()));
+            let left = pending.iter().any(|id| self.task_state(*id).is_some_and(|s| !s.is_finished()));
             if !left {
                 return Ok(());
             }
@@ -1046,11 +947,7 @@ impl LoopHandle {
                 .collect()
         };
         let mut timers = Vec::new();
-        inner
-            .timers
-            .borrow_mut()
-            .queue_mut()
-            .expire(Nanos::MAX, &mut timers);
+        inner.timers.borrow_mut().queue_mut().expire(Nanos::MAX, &mut timers);
         drop(ready);
         drop(futures);
         drop(timers);

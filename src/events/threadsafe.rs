@@ -128,9 +128,7 @@ pub struct ThreadsafeHandle {
 
 impl fmt::Debug for ThreadsafeHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ThreadsafeHandle")
-            .field("loop_id", &self.remote.loop_id)
-            .finish()
+        f.debug_struct("ThreadsafeHandle").field("loop_id", &self.remote.loop_id).finish()
     }
 }
 
@@ -180,9 +178,7 @@ pub struct KeepAlive {
 
 impl fmt::Debug for KeepAlive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeepAlive")
-            .field("loop_id", &self.remote.loop_id)
-            .finish()
+        f.debug_struct("KeepAlive").field("loop_id", &self.remote.loop_id).finish()
     }
 }
 

@@ -28,16 +28,28 @@
 //! - **N2** A waker parked on a slot is woken at most once per event and then forgotten.
 //! - **N3** Tokens are slab indices; a slot is removed (and its token freed) only after the
 //!   source was deregistered.
+//! - **N4** An `add_reader`/`add_writer` callback stays in its slot until removed; each event
+//!   schedules one run, and after the run the fd is re-armed (`EPOLL_CTL_MOD`), so a
+//!   still-readable fd is reported again at the next poll: asyncio's level-triggered
+//!   behaviour, on edge-triggered epoll.
+//! - **N5** The one exception to N1: a stream read that returned fewer bytes than asked
+//!   (or a write that took fewer than offered) drained the kernel buffer, so readiness is
+//!   cleared without the extra syscall that would say `WouldBlock`; never after the peer
+//!   closed or the socket failed, since no further edge would come.
 
-#![allow(dead_code)] // The registration half is used by the socket types of the I/O issue.
-
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::task::Waker;
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
+
+use crate::events::LoopHandle;
 
 /// The token of the loop's bell (`mio::Waker`); never a slab index.
 pub(crate) const BELL: Token = Token(usize::MAX);
@@ -51,19 +63,33 @@ pub enum Direction {
     Write,
 }
 
+/// A callback registered with `add_reader`/`add_writer`. Shared (`Rc`) so that the loop can
+/// run it while the slot keeps it, and boxed behind a `RefCell` because it is `FnMut`.
+pub(crate) type FdCallback = Rc<RefCell<Box<dyn FnMut(&LoopHandle)>>>;
+
 /// What waits on one direction of a source.
 pub(crate) enum Waiter {
     /// Nobody.
     None,
-    /// A task, through its waker.
+    /// A task, through its waker (taken at the event: N2).
     Task(Waker),
+    /// An `add_reader`/`add_writer` callback: stays in place, run once per event (N4).
+    Callback(FdCallback),
 }
 
 impl Waiter {
+    /// Take what waits here, for an event: a task's waker leaves the slot (N2), a callback
+    /// stays (N4) and a clone of its `Rc` is returned.
     fn take(&mut self) -> Waiter {
-        std::mem::replace(self, Waiter::None)
+        match self {
+            Waiter::Callback(cb) => Waiter::Callback(Rc::clone(cb)),
+            _ => std::mem::replace(self, Waiter::None),
+        }
     }
 }
+
+/// An fd callback due to run: which fd, which side, and the callback itself.
+pub(crate) type FdCall = (RawFd, Direction, FdCallback);
 
 /// One registered source.
 pub(crate) struct IoSlot {
@@ -71,6 +97,11 @@ pub(crate) struct IoSlot {
     pub(crate) readable: bool,
     /// Same for writing.
     pub(crate) writable: bool,
+    /// The peer closed its side (or the socket has an error): a short read must not clear
+    /// `readable`, since no further edge will come (N5).
+    pub(crate) read_closed: bool,
+    /// For `add_reader`/`add_writer` sources: the raw fd, to re-arm it (N4).
+    pub(crate) fd: Option<RawFd>,
     /// Who waits for readability.
     pub(crate) reader: Waiter,
     /// Who waits for writability.
@@ -86,6 +117,8 @@ pub(crate) struct Readiness {
     pub(crate) token: usize,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The peer closed its side, or the socket reported an error (N5).
+    pub(crate) closed: bool,
 }
 
 /// `mio::Poll` and the slab of sources.
@@ -98,14 +131,14 @@ pub(crate) struct Reactor {
     pub(crate) slots: Slab<IoSlot>,
     /// How many selector calls were made (for the inspector and the syscall budget).
     pub(crate) polls: u64,
+    /// Raw fds watched with `add_reader`/`add_writer`, and their tokens.
+    pub(crate) fds: HashMap<RawFd, Token>,
 }
 
 impl fmt::Debug for Reactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reactor")
-            .field("sources", &self.slots.len())
-            .field("polls", &self.polls)
-            .finish()
+        let labels: Vec<(usize, &str)> = self.slots.iter().map(|(t, s)| (t, s.label.as_str())).collect();
+        f.debug_struct("Reactor").field("sources", &labels).field("polls", &self.polls).finish()
     }
 }
 
@@ -117,6 +150,7 @@ impl Reactor {
             events: Events::with_capacity(1024),
             slots: Slab::new(),
             polls: 0,
+            fds: HashMap::new(),
         })
     }
 
@@ -143,6 +177,8 @@ impl Reactor {
         entry.insert(IoSlot {
             readable: false,
             writable: false,
+            read_closed: false,
+            fd: None,
             reader: Waiter::None,
             writer: Waiter::None,
             label,
@@ -152,11 +188,7 @@ impl Reactor {
 
     /// Deregister `source` and free its token (N3). Returns the parked wakers so the caller
     /// can drop them outside any borrow.
-    pub(crate) fn deregister(
-        &mut self,
-        source: &mut dyn mio::event::Source,
-        token: Token,
-    ) -> io::Result<()> {
+    pub(crate) fn deregister(&mut self, source: &mut dyn mio::event::Source, token: Token) -> io::Result<()> {
         let res = self.poll.registry().deregister(source);
         self.slots.try_remove(token.0);
         res
@@ -192,11 +224,7 @@ impl Reactor {
     }
 
     /// Wait up to `timeout` for events; copy them into `out`. Returns whether the bell rang.
-    pub(crate) fn wait(
-        &mut self,
-        timeout: Option<Duration>,
-        out: &mut Vec<Readiness>,
-    ) -> io::Result<bool> {
+    pub(crate) fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Readiness>) -> io::Result<bool> {
         self.polls += 1;
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
@@ -213,26 +241,54 @@ impl Reactor {
                 token: ev.token().0,
                 readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                 writable: ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                closed: ev.is_read_closed() || ev.is_error(),
             });
         }
         Ok(bell)
     }
 
-    /// Record `r` in its slot and take the wakers to wake (N2).
-    pub(crate) fn dispatch(&mut self, r: Readiness, wake: &mut Vec<Waker>) {
-        let Some(slot) = self.slots.get_mut(r.token) else {
-            return;
-        };
+    /// A read returned fewer bytes than asked on a stream socket: the kernel buffer is empty,
+    /// so we may forget `readable` without paying for the read that would say `WouldBlock`
+    /// (the exception to N1), unless the peer already closed (N5).
+    pub(crate) fn clear_read_after_short_read(&mut self, token: Token) {
+        if let Some(slot) = self.slots.get_mut(token.0)
+            && !slot.read_closed
+        {
+            slot.readable = false;
+        }
+    }
+
+    /// A write accepted fewer bytes than offered: the send buffer is full, a new edge will
+    /// come when it drains (unless the socket is closed or failed: N5).
+    pub(crate) fn clear_write_after_short_write(&mut self, token: Token) {
+        if let Some(slot) = self.slots.get_mut(token.0)
+            && !slot.read_closed
+        {
+            slot.writable = false;
+        }
+    }
+
+    /// Record `r` in its slot, take the task wakers to wake (N2) and the fd callbacks to
+    /// run (N4).
+    pub(crate) fn dispatch(&mut self, r: Readiness, wake: &mut Vec<Waker>, calls: &mut Vec<FdCall>) {
+        let Some(slot) = self.slots.get_mut(r.token) else { return };
+        if r.closed {
+            slot.read_closed = true;
+        }
         if r.readable {
             slot.readable = true;
-            if let Waiter::Task(w) = slot.reader.take() {
-                wake.push(w);
+            match slot.reader.take() {
+                Waiter::Task(w) => wake.push(w),
+                Waiter::Callback(cb) => calls.extend(slot.fd.map(|fd| (fd, Direction::Read, cb))),
+                Waiter::None => {}
             }
         }
         if r.writable {
             slot.writable = true;
-            if let Waiter::Task(w) = slot.writer.take() {
-                wake.push(w);
+            match slot.writer.take() {
+                Waiter::Task(w) => wake.push(w),
+                Waiter::Callback(cb) => calls.extend(slot.fd.map(|fd| (fd, Direction::Write, cb))),
+                Waiter::None => {}
             }
         }
     }

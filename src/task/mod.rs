@@ -109,10 +109,7 @@ pub enum TaskState {
 impl TaskState {
     /// DONE, FAILED or CANCELLED.
     pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            TaskState::Done | TaskState::Failed | TaskState::Cancelled
-        )
+        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Cancelled)
     }
     /// Upper-case name, as the teaching material prints it.
     pub fn as_str(self) -> &'static str {
@@ -184,9 +181,7 @@ impl Watchers {
             Watchers::None => *self = Watchers::One(waker.clone()),
             Watchers::One(w) if w.will_wake(waker) => {}
             Watchers::One(_) => {
-                let Watchers::One(old) = std::mem::take(self) else {
-                    unreachable!()
-                };
+                let Watchers::One(old) = std::mem::take(self) else { unreachable!() };
                 let mut list = Box::new(DoneCallbacks::new());
                 list.set_waker(&old);
                 list.set_waker(waker);
@@ -247,10 +242,7 @@ pub(crate) struct TaskSlot {
 }
 
 /// "Awaits nothing": generation 0 is never given to a task.
-const NO_TASK: TaskId = TaskId {
-    index: 0,
-    generation: 0,
-};
+const NO_TASK: TaskId = TaskId { index: 0, generation: 0 };
 
 impl TaskSlot {
     /// The display name: the given one or `Task-N`.
@@ -319,9 +311,7 @@ impl<T: 'static> Task<T> {
     /// Read the result without awaiting. asyncio: `Task.result()`: `InvalidState` while the
     /// task runs (or if the value was already taken), `Cancelled` or `Panicked` if it failed.
     pub fn result(&mut self) -> Result<T, Error> {
-        self.lp
-            .take_task_result::<T>(self.id)
-            .unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
+        self.lp.take_task_result::<T>(self.id).unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
     }
 
     /// Schedule `f` when the task finishes (with `call_soon`, in registration order; also if
@@ -386,12 +376,7 @@ impl LoopHandle {
         self.spawn_inner(None, fut, Location::caller())
     }
 
-    fn spawn_inner<F>(
-        &self,
-        name: Option<Box<str>>,
-        fut: F,
-        at: &'static Location<'static>,
-    ) -> Task<F::Output>
+    fn spawn_inner<F>(&self, name: Option<Box<str>>, fut: F, at: &'static Location<'static>) -> Task<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
@@ -405,10 +390,7 @@ impl LoopHandle {
         let id = {
             let mut tasks = inner.tasks.borrow_mut();
             let entry = tasks.vacant_entry();
-            let id = TaskId {
-                index: entry.key() as u32,
-                generation,
-            };
+            let id = TaskId { index: entry.key() as u32, generation };
             entry.insert(TaskSlot {
                 id,
                 state: TaskState::Created,
@@ -418,11 +400,7 @@ impl LoopHandle {
                 polls: 0,
                 future_size: u32::try_from(future_size).unwrap_or(u32::MAX),
                 name,
-                body: if closed {
-                    Body::Polling
-                } else {
-                    Body::Future(boxed)
-                },
+                body: if closed { Body::Polling } else { Body::Future(boxed) },
                 waker: None,
                 watchers: Watchers::None,
                 waiting_on: NO_TASK,
@@ -436,25 +414,16 @@ impl LoopHandle {
         }
         if closed {
             // A closed loop runs nothing: the task is born cancelled, and says so.
-            self.report(&format!(
-                "spawn on a closed loop: task {id} was cancelled before it ran"
-            ));
+            self.report(&format!("spawn on a closed loop: task {id} was cancelled before it ran"));
             self.finish_task(
                 id,
-                Body::Failed(Box::new(Failure {
-                    error: Error::cancelled(),
-                    retrieved: true,
-                })),
+                Body::Failed(Box::new(Failure { error: Error::cancelled(), retrieved: true })),
                 TaskState::Cancelled,
             );
         } else {
             self.schedule_task(id, WakeSource::Spawn);
         }
-        Task {
-            lp: self.clone(),
-            id,
-            _output: PhantomData,
-        }
+        Task { lp: self.clone(), id, _output: PhantomData }
     }
 
     /// Wake `id` (W2, W3), recording who woke it from what is running now.
@@ -519,10 +488,7 @@ impl LoopHandle {
             drop(owned);
             self.finish_task(
                 id,
-                Body::Failed(Box::new(Failure {
-                    error: Error::cancelled(),
-                    retrieved: false,
-                })),
+                Body::Failed(Box::new(Failure { error: Error::cancelled(), retrieved: false })),
                 TaskState::Cancelled,
             );
             return;
@@ -537,11 +503,7 @@ impl LoopHandle {
             Some(w) => (poll_with(&w, &mut fut), Some(w)),
             None => {
                 // W4: lend a stack waker; allocate only if the poll clones it.
-                let lent = LentWaker {
-                    task: id,
-                    remote: &inner.remote,
-                    promoted: std::sync::OnceLock::new(),
-                };
+                let lent = LentWaker { task: id, remote: &inner.remote, promoted: std::sync::OnceLock::new() };
                 let polled = with_lent_waker(&lent, |w| poll_with(w, &mut fut));
                 (polled, lent.promoted.into_inner().map(waker_for))
             }
@@ -572,11 +534,7 @@ impl LoopHandle {
                     drop(tasks);
                     self.schedule_task(id, WakeSource::Task(id));
                 } else {
-                    slot.state = if slot.queued {
-                        TaskState::Ready
-                    } else {
-                        TaskState::Waiting
-                    };
+                    slot.state = if slot.queued { TaskState::Ready } else { TaskState::Waiting };
                     drop(tasks);
                 }
                 self.emit_with(|| EventKind::TaskSuspended { task: id });
@@ -592,10 +550,7 @@ impl LoopHandle {
                     let error = Error::cancelled();
                     self.finish_task(
                         id,
-                        Body::Failed(Box::new(Failure {
-                            error,
-                            retrieved: false,
-                        })),
+                        Body::Failed(Box::new(Failure { error, retrieved: false })),
                         TaskState::Cancelled,
                     );
                 } else {
@@ -608,14 +563,7 @@ impl LoopHandle {
                 let message = panic_message(&*payload);
                 let task = self.task_name(id).unwrap_or_default();
                 let error = Error::Panicked(PanicError { task, message });
-                self.finish_task(
-                    id,
-                    Body::Failed(Box::new(Failure {
-                        error,
-                        retrieved: false,
-                    })),
-                    TaskState::Failed,
-                );
+                self.finish_task(id, Body::Failed(Box::new(Failure { error, retrieved: false })), TaskState::Failed);
             }
         }
     }
@@ -709,17 +657,13 @@ impl LoopHandle {
         };
         match &mut slot.body {
             Body::Future(_) | Body::Polling => None,
-            Body::Taken => Some(Err(Error::invalid_state(
-                "the task's result was already taken",
-            ))),
+            Body::Taken => Some(Err(Error::invalid_state("the task's result was already taken"))),
             Body::Failed(f) => {
                 f.retrieved = true;
                 Some(Err(f.error.clone()))
             }
             b @ Body::Value(_) => {
-                let Body::Value(v) = std::mem::replace(b, Body::Taken) else {
-                    unreachable!()
-                };
+                let Body::Value(v) = std::mem::replace(b, Body::Taken) else { unreachable!() };
                 match v.downcast::<T>() {
                     Ok(b) => Some(Ok(*b)),
                     Err(_) => Some(Err(Error::invalid_state("task output type mismatch"))),
@@ -792,37 +736,25 @@ impl LoopHandle {
     /// A task's display name, if the task exists.
     pub fn task_name(&self, id: TaskId) -> Option<String> {
         let tasks = self.inner.tasks.borrow();
-        tasks
-            .get(id.index as usize)
-            .filter(|s| s.id == id)
-            .map(|s| s.display_name())
+        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.display_name())
     }
 
     /// A task's state, if the task still has a slot.
     pub fn task_state(&self, id: TaskId) -> Option<TaskState> {
         let tasks = self.inner.tasks.borrow();
-        tasks
-            .get(id.index as usize)
-            .filter(|s| s.id == id)
-            .map(|s| s.state)
+        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.state)
     }
 
     /// Where a task was spawned (`#[track_caller]`), for the inspector.
     pub fn task_spawned_at(&self, id: TaskId) -> Option<&'static Location<'static>> {
         let tasks = self.inner.tasks.borrow();
-        tasks
-            .get(id.index as usize)
-            .filter(|s| s.id == id)
-            .map(|s| s.spawned_at)
+        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.spawned_at)
     }
 
     /// `size_of_val` of a task's future (its state machine), for the walkthrough.
     pub fn task_future_size(&self, id: TaskId) -> Option<usize> {
         let tasks = self.inner.tasks.borrow();
-        tasks
-            .get(id.index as usize)
-            .filter(|s| s.id == id)
-            .map(|s| s.future_size as usize)
+        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.future_size as usize)
     }
 
     /// The task being polled right now, if any. asyncio: `asyncio.current_task()`.

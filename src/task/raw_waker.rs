@@ -117,18 +117,12 @@ pub(crate) struct LentWaker<'a> {
 impl LentWaker<'_> {
     /// The owned waker data, allocating it at the first call.
     fn promote(&self) -> &Arc<TaskWaker> {
-        self.promoted.get_or_init(|| {
-            Arc::new(TaskWaker {
-                task: self.task,
-                remote: self.remote.clone(),
-            })
-        })
+        self.promoted.get_or_init(|| Arc::new(TaskWaker { task: self.task, remote: self.remote.clone() }))
     }
 }
 
 /// The vtable of lent wakers (W4).
-static LENT_VTABLE: RawWakerVTable =
-    RawWakerVTable::new(lent_clone, lent_wake, lent_wake_by_ref, lent_drop);
+static LENT_VTABLE: RawWakerVTable = RawWakerVTable::new(lent_clone, lent_wake, lent_wake_by_ref, lent_drop);
 
 /// Lend a `Waker` pointing at `lent` to `f` (W4: it cannot escape `f`, only its clones can).
 pub(crate) fn with_lent_waker<R>(lent: &LentWaker<'_>, f: impl FnOnce(&Waker) -> R) -> R {
@@ -252,13 +246,7 @@ mod tests {
 
     #[test]
     fn clone_and_drop_balance_the_count() {
-        let arc = Arc::new(TaskWaker {
-            task: TaskId {
-                index: 0,
-                generation: 1,
-            },
-            remote: remote(),
-        });
+        let arc = Arc::new(TaskWaker { task: TaskId { index: 0, generation: 1 }, remote: remote() });
         let w = waker_for(arc.clone());
         assert_eq!(Arc::strong_count(&arc), 2);
         let w2 = w.clone();
@@ -270,13 +258,7 @@ mod tests {
 
     #[test]
     fn waking_off_loop_goes_to_the_inbox_and_releases_the_count() {
-        let arc = Arc::new(TaskWaker {
-            task: TaskId {
-                index: 3,
-                generation: 7,
-            },
-            remote: remote(),
-        });
+        let arc = Arc::new(TaskWaker { task: TaskId { index: 3, generation: 7 }, remote: remote() });
         let w = waker_for(arc.clone());
         w.wake_by_ref();
         assert_eq!(Arc::strong_count(&arc), 2);

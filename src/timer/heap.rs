@@ -47,10 +47,7 @@
 use std::fmt;
 
 use crate::timer::store::Store;
-use crate::timer::{
-    Cascade, Expired, HeapSnapshot, Nanos, Placement, TimerKey, TimerQueue, TimerSnapshot,
-    TimerStats,
-};
+use crate::timer::{Cascade, Expired, HeapSnapshot, Nanos, Placement, TimerKey, TimerQueue, TimerSnapshot, TimerStats};
 
 /// asyncio: `base_events._MIN_SCHEDULED_TIMER_HANDLES`. Below this many items the
 /// heap is never rebuilt, only its top purged.
@@ -107,10 +104,7 @@ pub struct TimerHeap<T> {
 impl<T> fmt::Debug for TimerHeap<T> {
     /// Counters only, so `T` need not be `Debug`; use `snapshot()` for contents.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimerHeap")
-            .field("tie", &self.tie)
-            .field("stats", &self.stats())
-            .finish()
+        f.debug_struct("TimerHeap").field("tie", &self.tie).field("stats", &self.stats()).finish()
     }
 }
 
@@ -124,13 +118,7 @@ impl<T> Default for TimerHeap<T> {
 impl<T> TimerHeap<T> {
     /// An empty heap ordering ties by `tie`.
     pub fn new(tie: TieOrder) -> Self {
-        TimerHeap {
-            store: Store::new(),
-            heap: Vec::new(),
-            tie,
-            cancelled: 0,
-            rebuilds: 0,
-        }
+        TimerHeap { store: Store::new(), heap: Vec::new(), tie, cancelled: 0, rebuilds: 0 }
     }
 
     /// The tie order chosen at construction.
@@ -265,17 +253,8 @@ impl<T> TimerHeap<T> {
 impl<T> TimerQueue<T> for TimerHeap<T> {
     /// O(log n): store the payload, push `(deadline, seq, index)`.
     fn insert(&mut self, deadline: Nanos, seq: u64, payload: T) -> TimerKey {
-        let key = self.store.insert(
-            seq,
-            Entry {
-                payload: Some(payload),
-            },
-        );
-        self.heap_push(Item {
-            deadline,
-            seq,
-            index: key.index,
-        });
+        let key = self.store.insert(seq, Entry { payload: Some(payload) });
+        self.heap_push(Item { deadline, seq, index: key.index });
         key
     }
 
@@ -305,11 +284,7 @@ impl<T> TimerQueue<T> for TimerHeap<T> {
             let item = self.heap_pop().expect("first() was Some");
             let (seq, entry) = self.store.remove(item.index);
             match entry.payload {
-                Some(payload) => out.push(Expired {
-                    deadline: item.deadline,
-                    seq,
-                    payload,
-                }),
+                Some(payload) => out.push(Expired { deadline: item.deadline, seq, payload }),
                 // A cancelled item reached the top mid-batch: drop it (T2, T11).
                 None => self.cancelled -= 1,
             }
@@ -350,12 +325,7 @@ impl<T> TimerQueue<T> for TimerHeap<T> {
         TimerSnapshot::Heap(HeapSnapshot {
             len: self.heap.len(),
             cancelled: self.cancelled,
-            top: self
-                .heap
-                .iter()
-                .take(SNAPSHOT_TOP)
-                .map(|item| (item.deadline, item.seq))
-                .collect(),
+            top: self.heap.iter().take(SNAPSHOT_TOP).map(|item| (item.deadline, item.seq)).collect(),
         })
     }
 }
@@ -408,17 +378,15 @@ mod tests {
     /// CPython's real `heapq` and an `H.__lt__` that compares `when` only), obtained
     /// by running `python3 tools/heapq_reference.py` with CPython 3.11.7.
     const PYTHON_FIRED: [u64; 202] = [
-        124, 120, 150, 39, 18, 26, 107, 111, 23, 40, 78, 22, 142, 148, 137, 139, 10, 63, 62, 125,
-        133, 59, 21, 71, 104, 103, 95, 151, 91, 80, 79, 34, 147, 28, 33, 14, 56, 121, 29, 11, 24,
-        43, 109, 17, 129, 86, 46, 19, 135, 138, 110, 0, 45, 94, 61, 117, 118, 88, 152, 157, 158,
-        155, 162, 153, 167, 168, 164, 160, 166, 163, 156, 154, 159, 165, 161, 172, 173, 171, 177,
-        181, 182, 184, 174, 169, 170, 185, 180, 187, 188, 190, 175, 189, 176, 193, 186, 179, 178,
-        183, 197, 191, 195, 192, 198, 196, 194, 206, 201, 209, 204, 213, 200, 203, 199, 202, 205,
-        212, 207, 210, 211, 208, 214, 220, 219, 217, 218, 221, 222, 227, 215, 216, 223, 224, 228,
-        229, 225, 226, 235, 240, 230, 243, 232, 238, 244, 241, 242, 233, 234, 231, 236, 239, 250,
-        237, 255, 257, 245, 252, 249, 248, 246, 253, 256, 251, 247, 258, 254, 267, 260, 263, 272,
-        274, 273, 269, 268, 259, 280, 281, 265, 264, 276, 278, 261, 270, 262, 266, 275, 271, 282,
-        279, 277, 283, 285, 286, 284, 288, 291, 290, 289, 287, 292, 293, 295, 294,
+        124, 120, 150, 39, 18, 26, 107, 111, 23, 40, 78, 22, 142, 148, 137, 139, 10, 63, 62, 125, 133, 59, 21, 71, 104,
+        103, 95, 151, 91, 80, 79, 34, 147, 28, 33, 14, 56, 121, 29, 11, 24, 43, 109, 17, 129, 86, 46, 19, 135, 138,
+        110, 0, 45, 94, 61, 117, 118, 88, 152, 157, 158, 155, 162, 153, 167, 168, 164, 160, 166, 163, 156, 154, 159,
+        165, 161, 172, 173, 171, 177, 181, 182, 184, 174, 169, 170, 185, 180, 187, 188, 190, 175, 189, 176, 193, 186,
+        179, 178, 183, 197, 191, 195, 192, 198, 196, 194, 206, 201, 209, 204, 213, 200, 203, 199, 202, 205, 212, 207,
+        210, 211, 208, 214, 220, 219, 217, 218, 221, 222, 227, 215, 216, 223, 224, 228, 229, 225, 226, 235, 240, 230,
+        243, 232, 238, 244, 241, 242, 233, 234, 231, 236, 239, 250, 237, 255, 257, 245, 252, 249, 248, 246, 253, 256,
+        251, 247, 258, 254, 267, 260, 263, 272, 274, 273, 269, 268, 259, 280, 281, 265, 264, 276, 278, 261, 270, 262,
+        266, 275, 271, 282, 279, 277, 283, 285, 286, 284, 288, 291, 290, 289, 287, 292, 293, 295, 294,
     ];
 
     /// asyncio parity on a random run (T10, T11): pushes, lazy cancels, a rebuild by
@@ -437,10 +405,7 @@ mod tests {
                 h.cancel(key);
             }
         }
-        assert!(
-            h.stats().cancelled_in_heap > 75,
-            "enough to trigger the rebuild"
-        );
+        assert!(h.stats().cancelled_in_heap > 75, "enough to trigger the rebuild");
         h.next_deadline();
         assert_eq!(h.stats().compactions, 1, "asyncio's rule rebuilt the heap");
         assert_eq!(h.stats().cancelled_in_heap, 0);

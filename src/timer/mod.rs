@@ -374,11 +374,7 @@ mod tests {
         for (i, op) in ops.iter().enumerate() {
             match *op {
                 Op::Insert { delta, past } => {
-                    let deadline = if past {
-                        now.saturating_sub(delta)
-                    } else {
-                        now.saturating_add(delta)
-                    };
+                    let deadline = if past { now.saturating_sub(delta) } else { now.saturating_add(delta) };
                     let seq = keys.len() as u64;
                     let wk = wheel.insert(deadline, seq, seq);
                     let hk = heap.insert(deadline, seq, seq);
@@ -404,18 +400,10 @@ mod tests {
                     wheel.expire(now, &mut wout);
                     heap.expire(now, &mut hout);
                     let rest = model.split_off(&(now.saturating_add(1), 0));
-                    let due: Vec<(Nanos, u64, u64)> = std::mem::replace(&mut model, rest)
-                        .into_iter()
-                        .map(|((d, s), p)| (d, s, p))
-                        .collect();
-                    let w: Vec<_> = wout
-                        .iter()
-                        .map(|e| (e.deadline, e.seq, e.payload))
-                        .collect();
-                    let h: Vec<_> = hout
-                        .iter()
-                        .map(|e| (e.deadline, e.seq, e.payload))
-                        .collect();
+                    let due: Vec<(Nanos, u64, u64)> =
+                        std::mem::replace(&mut model, rest).into_iter().map(|((d, s), p)| (d, s, p)).collect();
+                    let w: Vec<_> = wout.iter().map(|e| (e.deadline, e.seq, e.payload)).collect();
+                    let h: Vec<_> = hout.iter().map(|e| (e.deadline, e.seq, e.payload)).collect();
                     prop_assert_eq!(&w, &due, "T2/T3 wheel, step {}, now {}", i, now);
                     prop_assert_eq!(&h, &due, "T2/T3 heap, step {}, now {}", i, now);
                 }
@@ -517,9 +505,7 @@ mod tests {
     fn cancel_99_percent<Q: TimerQueue<u64>>(q: &mut Q) {
         const N: u64 = 1_000_000;
         let mut rng = 0xC0FFEE_u64;
-        let keys: Vec<TimerKey> = (0..N)
-            .map(|seq| q.insert(step(&mut rng) % (10_000 * TICK_NS), seq, seq))
-            .collect();
+        let keys: Vec<TimerKey> = (0..N).map(|seq| q.insert(step(&mut rng) % (10_000 * TICK_NS), seq, seq)).collect();
         for (seq, key) in keys.iter().enumerate() {
             if seq % 100 != 0 {
                 assert_eq!(q.cancel(*key), Some(seq as u64));
@@ -540,10 +526,7 @@ mod tests {
         q.expire(u64::MAX, &mut out);
         assert_eq!(out.len(), 5_000);
         assert!(out.iter().all(|e| e.seq % 200 == 100 && e.payload == e.seq));
-        assert!(
-            out.windows(2)
-                .all(|w| (w[0].deadline, w[0].seq) < (w[1].deadline, w[1].seq))
-        );
+        assert!(out.windows(2).all(|w| (w[0].deadline, w[0].seq) < (w[1].deadline, w[1].seq)));
     }
 
     /// T6 for the wheel (eager unlink, compaction during the cancels).
@@ -565,10 +548,7 @@ mod tests {
         h.insert(2_500_000, 7, ());
         let k = h.insert(1_000_000, 8, ());
         h.cancel(k);
-        assert_eq!(
-            h.snapshot().to_string(),
-            "heap len=2 cancelled=1 top=[#8 @1.000000ms, #7 @2.500000ms]"
-        );
+        assert_eq!(h.snapshot().to_string(), "heap len=2 cancelled=1 top=[#8 @1.000000ms, #7 @2.500000ms]");
     }
 
     /// Timing, not a test: `cargo test --release --lib -- --ignored --nocapture bench`.
@@ -594,9 +574,7 @@ mod tests {
             let mut keys = Vec::with_capacity(N);
             for _ in 0..5 {
                 let base = now;
-                let deadlines: Vec<Nanos> = (0..N)
-                    .map(|_| now + step(&mut rng) % (200 * TICK_NS))
-                    .collect();
+                let deadlines: Vec<Nanos> = (0..N).map(|_| now + step(&mut rng) % (200 * TICK_NS)).collect();
                 let mut order: Vec<usize> = (0..N).collect();
                 for i in (1..N).rev() {
                     order.swap(i, step(&mut rng) as usize % (i + 1));

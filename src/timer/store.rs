@@ -108,11 +108,7 @@ pub(crate) struct Store<E> {
 impl<E> Store<E> {
     /// An empty store; allocates nothing until the first insert.
     pub(crate) fn new() -> Self {
-        Store {
-            slab: Slab::new(),
-            forward: ForwardMap::default(),
-            compactions: 0,
-        }
+        Store { slab: Slab::new(), forward: ForwardMap::default(), compactions: 0 }
     }
 
     /// Live entries (for the heap: including cancelled ones not yet purged).
@@ -138,17 +134,10 @@ impl<E> Store<E> {
 
     /// Stores `entry` for timer `seq` and returns its key. O(1) amortized.
     pub(crate) fn insert(&mut self, seq: u64, entry: E) -> TimerKey {
-        let index = self.slab.insert(Stored {
-            seq,
-            forwarded: false,
-            entry,
-        });
+        let index = self.slab.insert(Stored { seq, forwarded: false, entry });
         // NIL must stay free to mean "no entry"; four billion timers is a bug anyway.
         assert!(index < NIL as usize, "T5: more than u32::MAX - 1 timers");
-        TimerKey {
-            index: index as u32,
-            seq,
-        }
+        TimerKey { index: index as u32, seq }
     }
 
     /// The current index of the live entry `key` names, or `None` (T5).
@@ -248,9 +237,7 @@ mod tests {
     #[test]
     fn keys_survive_compaction_and_go_stale_on_removal() {
         let mut store = Store::new();
-        let keys: Vec<TimerKey> = (0..8192u64)
-            .map(|seq| store.insert(seq, seq * 10))
-            .collect();
+        let keys: Vec<TimerKey> = (0..8192u64).map(|seq| store.insert(seq, seq * 10)).collect();
         // Remove all but the last 100: they sit at the end and must move.
         for key in &keys[..8092] {
             let index = store.find(*key).expect("live");

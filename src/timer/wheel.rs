@@ -58,8 +58,8 @@ use std::fmt;
 
 use crate::timer::store::{NIL, Store};
 use crate::timer::{
-    Cascade, Expired, LevelSnapshot, Nanos, Placement, SlotSnapshot, TimerKey, TimerQueue,
-    TimerSnapshot, TimerStats, WheelSnapshot,
+    Cascade, Expired, LevelSnapshot, Nanos, Placement, SlotSnapshot, TimerKey, TimerQueue, TimerSnapshot, TimerStats,
+    WheelSnapshot,
 };
 
 /// Length of one tick: 1 ms, as tokio and Linux at HZ=1000. Deadlines stay exact;
@@ -130,11 +130,7 @@ struct Slot {
 }
 
 /// An empty slot.
-const EMPTY_SLOT: Slot = Slot {
-    head: NIL,
-    min_deadline: 0,
-    stale: false,
-};
+const EMPTY_SLOT: Slot = Slot { head: NIL, min_deadline: 0, stale: false };
 
 /// One level: 64 slots and a bitmap of the non-empty ones (T9).
 #[derive(Clone, Copy, Debug)]
@@ -168,10 +164,7 @@ pub struct TimerWheel<T> {
 impl<T> fmt::Debug for TimerWheel<T> {
     /// Counters only, so `T` need not be `Debug`; use `snapshot()` for the layout.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimerWheel")
-            .field("elapsed", &self.elapsed)
-            .field("stats", &self.stats())
-            .finish()
+        f.debug_struct("TimerWheel").field("elapsed", &self.elapsed).field("stats", &self.stats()).finish()
     }
 }
 
@@ -187,12 +180,7 @@ impl<T> TimerWheel<T> {
     pub fn new() -> Self {
         TimerWheel {
             store: Store::new(),
-            levels: Box::new(
-                [Level {
-                    occupied: 0,
-                    slots: [EMPTY_SLOT; SLOTS_PER_LEVEL],
-                }; NUM_LEVELS],
-            ),
+            levels: Box::new([Level { occupied: 0, slots: [EMPTY_SLOT; SLOTS_PER_LEVEL] }; NUM_LEVELS]),
             elapsed: 0,
             cascades: 0,
             cascaded_entries: 0,
@@ -220,11 +208,7 @@ impl<T> TimerWheel<T> {
         let old_head = s.head;
         if old_head == NIL {
             lvl.occupied |= 1 << slot;
-            *s = Slot {
-                head: index,
-                min_deadline: deadline,
-                stale: false,
-            };
+            *s = Slot { head: index, min_deadline: deadline, stale: false };
         } else {
             s.head = index;
             // The cache is a lower bound (T9): a smaller deadline is the true min.
@@ -322,11 +306,7 @@ impl<T> TimerWheel<T> {
     #[inline]
     fn fire(&mut self, index: u32, out: &mut Vec<Expired<T>>) {
         let (seq, e) = self.store.remove(index);
-        out.push(Expired {
-            deadline: e.deadline,
-            seq,
-            payload: e.payload,
-        });
+        out.push(Expired { deadline: e.deadline, seq, payload: e.payload });
     }
 
     /// T6: compacts the slab if it is mostly empty, then rewrites every list link
@@ -352,17 +332,7 @@ impl<T> TimerWheel<T> {
 impl<T> TimerQueue<T> for TimerWheel<T> {
     /// O(1): one slab insert, one list push, one bit set (T7, T9).
     fn insert(&mut self, deadline: Nanos, seq: u64, payload: T) -> TimerKey {
-        let key = self.store.insert(
-            seq,
-            Entry {
-                deadline,
-                prev: NIL,
-                next: NIL,
-                level: 0,
-                slot: 0,
-                payload,
-            },
-        );
+        let key = self.store.insert(seq, Entry { deadline, prev: NIL, next: NIL, level: 0, slot: 0, payload });
         self.link(key.index);
         key
     }
@@ -440,11 +410,7 @@ impl<T> TimerQueue<T> for TimerWheel<T> {
                 self.cascades += 1;
                 self.cascaded_entries += moved as u64;
                 if self.recording {
-                    self.recorded.push(Cascade {
-                        level: level as u8,
-                        slot: slot as u8,
-                        moved,
-                    });
+                    self.recorded.push(Cascade { level: level as u8, slot: slot as u8, moved });
                 }
             }
         }
@@ -464,10 +430,7 @@ impl<T> TimerQueue<T> for TimerWheel<T> {
     /// O(1): the entry records its own level and slot.
     fn placement(&self, key: TimerKey) -> Option<Placement> {
         let e = self.store.get(self.store.find(key)?);
-        Some(Placement::Wheel {
-            level: e.level,
-            slot: e.slot,
-        })
+        Some(Placement::Wheel { level: e.level, slot: e.slot })
     }
 
     fn stats(&self) -> TimerStats {
@@ -505,23 +468,13 @@ impl<T> TimerQueue<T> for TimerWheel<T> {
                             earliest = earliest.min(e.deadline);
                             index = e.next;
                         }
-                        SlotSnapshot {
-                            slot: s as u8,
-                            entries,
-                            earliest,
-                        }
+                        SlotSnapshot { slot: s as u8, entries, earliest }
                     })
                     .collect();
-                LevelSnapshot {
-                    level: level as u8,
-                    slots,
-                }
+                LevelSnapshot { level: level as u8, slots }
             })
             .collect();
-        TimerSnapshot::Wheel(WheelSnapshot {
-            elapsed_tick: self.elapsed,
-            levels,
-        })
+        TimerSnapshot::Wheel(WheelSnapshot { elapsed_tick: self.elapsed, levels })
     }
 }
 
@@ -545,11 +498,7 @@ mod tests {
                 // Flip the lowest and the highest bit of this level's digit.
                 for bit in [shift, shift + LEVEL_BITS - 1] {
                     let tick = elapsed ^ (1u64 << bit);
-                    assert_eq!(
-                        level_for(elapsed, tick),
-                        level,
-                        "elapsed {elapsed} bit {bit}"
-                    );
+                    assert_eq!(level_for(elapsed, tick), level, "elapsed {elapsed} bit {bit}");
                 }
             }
         }
@@ -578,11 +527,7 @@ mod tests {
         ];
         for (seq, &(deadline, level, slot)) in cases.iter().enumerate() {
             let key = w.insert(deadline, seq as u64, ());
-            assert_eq!(
-                w.placement(key),
-                Some(Placement::Wheel { level, slot }),
-                "{deadline}"
-            );
+            assert_eq!(w.placement(key), Some(Placement::Wheel { level, slot }), "{deadline}");
         }
     }
 
@@ -598,10 +543,7 @@ mod tests {
         w.insert(far, 2, "far");
         assert_eq!(w.next_deadline(), Some(ms(5) + 300));
         w.expire(ms(5) + 500, &mut out);
-        assert_eq!(
-            out.iter().map(|e| e.payload).collect::<Vec<_>>(),
-            ["early in tick 5"]
-        );
+        assert_eq!(out.iter().map(|e| e.payload).collect::<Vec<_>>(), ["early in tick 5"]);
         assert_eq!(w.next_deadline(), Some(ms(5) + 700), "T4: exact, same tick");
         w.expire(ms(5) + 700, &mut out);
         assert_eq!(out.len(), 2);
@@ -614,10 +556,7 @@ mod tests {
         let mut cascades = Vec::new();
         w.drain_cascades(&mut cascades);
         // One cascade per level at most between here and there.
-        assert!(
-            !cascades.is_empty() && cascades.len() <= NUM_LEVELS,
-            "{cascades:?}"
-        );
+        assert!(!cascades.is_empty() && cascades.len() <= NUM_LEVELS, "{cascades:?}");
         assert_eq!(w.stats().cascades as usize, cascades.len());
     }
 
@@ -655,14 +594,7 @@ mod tests {
         assert_eq!(out.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1]);
         let mut cascades = Vec::new();
         w.drain_cascades(&mut cascades);
-        assert_eq!(
-            cascades,
-            [Cascade {
-                level: 1,
-                slot: 1,
-                moved: 2
-            }]
-        );
+        assert_eq!(cascades, [Cascade { level: 1, slot: 1, moved: 2 }]);
         assert_eq!(w.stats().cascaded_entries, 2);
     }
 }

@@ -232,12 +232,7 @@ impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use EventKind::*;
         match self {
-            IterationStarted {
-                iteration,
-                ready,
-                timeout,
-                reason,
-            } => {
+            IterationStarted { iteration, ready, timeout, reason } => {
                 write!(f, "iteration {iteration}: {ready} ready, timeout ")?;
                 match timeout {
                     Some(t) => write!(f, "{}", fmt_secs(*t))?,
@@ -258,22 +253,11 @@ impl fmt::Display for EventKind {
             CallbackScheduled { id } => write!(f, "callback {id} scheduled"),
             CallbackRan { id } => write!(f, "callback {id} ran"),
             CallbackCancelled { id } => write!(f, "callback {id} cancelled"),
-            TimerScheduled {
-                id,
-                deadline,
-                placement,
-            } => {
-                write!(
-                    f,
-                    "timer {id} scheduled for {} at {placement:?}",
-                    fmt_secs(*deadline)
-                )
+            TimerScheduled { id, deadline, placement } => {
+                write!(f, "timer {id} scheduled for {} at {placement:?}", fmt_secs(*deadline))
             }
             TimerCascaded { level, slot, moved } => {
-                write!(
-                    f,
-                    "wheel level {level} slot {slot} cascaded {moved} entries"
-                )
+                write!(f, "wheel level {level} slot {slot} cascaded {moved} entries")
             }
             TimerDue { id, deadline } => write!(f, "timer {id} due ({})", fmt_secs(*deadline)),
             TaskCreated { task, name } => write!(f, "task {task} created ({name})"),
@@ -282,11 +266,7 @@ impl fmt::Display for EventKind {
             TaskSuspended { task } => write!(f, "task {task} waiting"),
             TaskCancelRequested { task } => write!(f, "task {task} cancel requested"),
             TaskFinished { task, outcome } => write!(f, "task {task} finished: {outcome:?}"),
-            IoReady {
-                token,
-                readable,
-                writable,
-            } => {
+            IoReady { token, readable, writable } => {
                 write!(f, "io token {token} ready (r={readable} w={writable})")
             }
             ExceptionReported { message } => write!(f, "exception: {message}"),
@@ -390,11 +370,7 @@ impl Recorder {
     }
     /// The recorded events' kinds only (drops times and sequence numbers).
     pub fn kinds(&self) -> Vec<EventKind> {
-        self.events
-            .borrow()
-            .iter()
-            .map(|e| e.kind.clone())
-            .collect()
+        self.events.borrow().iter().map(|e| e.kind.clone()).collect()
     }
 }
 

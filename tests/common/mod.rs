@@ -39,11 +39,7 @@ pub fn virtual_loop() -> (EventLoop, Log) {
 
 /// A virtual loop with the given timer backend.
 pub fn virtual_loop_with(backend: TimerBackend) -> EventLoop {
-    EventLoop::builder()
-        .virtual_clock()
-        .timer_backend(backend)
-        .build()
-        .unwrap()
+    EventLoop::builder().virtual_clock().timer_backend(backend).build().unwrap()
 }
 
 /// A virtual loop with a recorder attached to its event log.
