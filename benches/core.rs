@@ -392,6 +392,8 @@ fn main() {
     }
     let runs: usize = args.iter().position(|a| a == "--runs").map(|i| args[i + 1].parse().unwrap()).unwrap_or(3);
     let filter: Vec<&String> = args.iter().filter(|a| a.starts_with('w')).collect();
+    // `--only RUNTIME`: run one runtime (for profiling); the ratio column is then meaningless.
+    let only: Option<String> = args.iter().position(|a| a == "--only").map(|i| args[i + 1].clone());
     let want = |w: &str| filter.is_empty() || filter.iter().any(|f| w.starts_with(f.as_str()));
 
     let ds_timers = Rc::new(durations(200_000, 42, 0, 200_000));
@@ -424,6 +426,10 @@ fn main() {
         for _ in 0..runs {
             // Interleaved: one run of each runtime per round, so drift hits all alike.
             for (i, rt) in RUNTIMES.iter().enumerate() {
+                if only.as_deref().is_some_and(|o| o != *rt) {
+                    samples[i].push(f64::NAN);
+                    continue;
+                }
                 let secs = run_on(rt, |k| work(k));
                 let secs = if *name == "w4_timers" { (secs - max_sleep).max(0.0) } else { secs };
                 samples[i].push(secs * 1e9 / *n as f64);

@@ -36,6 +36,8 @@ use std::task::{Context, Poll, Waker};
 
 use crate::error::{CancelledError, Error, Exception};
 use crate::events::LoopHandle;
+use crate::task::TaskId;
+use crate::task::raw_waker::task_of;
 
 /// One entry of a done-callback list: a callback, or an awaiting task's waker.
 pub(crate) enum Watcher<C> {
@@ -46,8 +48,30 @@ pub(crate) enum Watcher<C> {
         /// The callback.
         f: C,
     },
-    /// The waker of a task awaiting the future.
+    /// The waker of something awaiting the future (not a looplab task of this loop).
     Waker(Waker),
+    /// A looplab task awaiting the future: its id is all we need to wake it, so its lent
+    /// waker is never cloned (no allocation, W4).
+    Task(TaskId),
+}
+
+impl<C> Watcher<C> {
+    /// The entry for an awaiter with `waker` on loop `loop_id`.
+    pub(crate) fn for_waker(waker: &Waker, loop_id: u64) -> Watcher<C> {
+        match task_of(waker, loop_id) {
+            Some(id) => Watcher::Task(id),
+            None => Watcher::Waker(waker.clone()),
+        }
+    }
+
+    /// Does this entry wake the same thing as `waker`?
+    fn same_awaiter(&self, waker: &Waker, loop_id: u64) -> bool {
+        match self {
+            Watcher::Waker(w) => w.will_wake(waker),
+            Watcher::Task(id) => task_of(waker, loop_id) == Some(*id),
+            Watcher::Callback { .. } => false,
+        }
+    }
 }
 
 /// Done-callbacks in registration order (F2).
@@ -77,15 +101,16 @@ impl<C> DoneCallbacks<C> {
 
     /// Register an awaiter's waker: refresh it if that task already waits here (keeping its
     /// place), else append it.
-    pub(crate) fn set_waker(&mut self, waker: &Waker) {
-        for w in self.list.iter_mut() {
-            if let Watcher::Waker(existing) = w {
-                if existing.will_wake(waker) {
-                    return;
-                }
-            }
+    pub(crate) fn set_waker(&mut self, waker: &Waker, loop_id: u64) {
+        if self.list.iter().any(|w| w.same_awaiter(waker, loop_id)) {
+            return;
         }
-        self.list.push(Watcher::Waker(waker.clone()));
+        self.list.push(Watcher::for_waker(waker, loop_id));
+    }
+
+    /// Append an already-built entry.
+    pub(crate) fn push(&mut self, w: Watcher<C>) {
+        self.list.push(w);
     }
 
     /// Remove the callback with `id`; true if it was there.
@@ -214,6 +239,7 @@ impl<T: 'static> LoopFuture<T> {
                     self.lp.call_soon(move |_| f(&me));
                 }
                 Watcher::Waker(w) => w.wake(),
+                Watcher::Task(id) => self.lp.wake_task(id),
             }
         }
         Ok(())
@@ -276,7 +302,7 @@ impl<T: Clone + 'static> Future for LoopFuture<T> {
         match &c.state {
             FutState::Done(r) => Poll::Ready(r.clone()),
             FutState::Pending => {
-                c.callbacks.set_waker(cx.waker());
+                c.callbacks.set_waker(cx.waker(), self.lp.id());
                 Poll::Pending
             }
         }

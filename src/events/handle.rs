@@ -43,8 +43,20 @@ pub(crate) struct CallbackSlot {
     pub(crate) seq: u64,
     /// What to run.
     pub(crate) f: CallbackFn,
-    /// While the callback sits in the timer queue, its key there (to cancel it).
-    pub(crate) timer: Option<TimerKey>,
+    /// While the callback sits in the timer queue, the index hint of its key there (the key's
+    /// seq is `seq` above); [`NO_TIMER`] otherwise. Four bytes instead of an `Option<TimerKey>`'s
+    /// 24: there is one slot per pending timer.
+    pub(crate) timer: u32,
+}
+
+/// `CallbackSlot::timer` when the callback is not (or no longer) in the timer queue.
+pub(crate) const NO_TIMER: u32 = u32::MAX;
+
+impl CallbackSlot {
+    /// The timer key, if the callback waits in the timer queue.
+    pub(crate) fn timer_key(&self) -> Option<TimerKey> {
+        (self.timer != NO_TIMER).then(|| TimerKey::from_parts(self.timer, self.seq))
+    }
 }
 
 /// A cancellable reference to a callback scheduled with `call_soon`. asyncio: `Handle`.

@@ -62,7 +62,7 @@ use crate::task::{TaskId, TaskSlot, TaskState};
 use crate::timer::{Cascade, Expired, TieOrder, TimerHeap, TimerQueue, TimerWheel};
 use crate::trace::{CallbackId, EventKind, TimeoutReason, TraceSink, Tracer, WakeSource};
 
-pub(crate) use handle::{CallbackFn, CallbackSlot};
+pub(crate) use handle::{CallbackFn, CallbackSlot, NO_TIMER};
 pub use handle::{Handle, TimerHandle};
 pub use threadsafe::{KeepAlive, ThreadsafeHandle};
 use threadsafe::{Remote, RemoteMsg};
@@ -490,7 +490,7 @@ impl LoopHandle {
     /// Queue a callback slot (no handle). The common path of `call_soon` and done-callbacks.
     fn push_callback(&self, f: CallbackFn) -> CallbackId {
         let seq = self.next_seq();
-        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: None }) as u32;
+        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: NO_TIMER }) as u32;
         let id = CallbackId { index, seq };
         self.inner.ready.borrow_mut().push_back(Ready::Callback(id));
         self.emit_with(|| EventKind::CallbackScheduled { id });
@@ -515,9 +515,9 @@ impl LoopHandle {
             return TimerHandle::dead(self.clone(), when);
         }
         let seq = self.next_seq();
-        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: None }) as u32;
+        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: NO_TIMER }) as u32;
         let key = self.inner.timers.borrow_mut().queue_mut().insert(when, seq, index);
-        self.inner.callbacks.borrow_mut()[index as usize].timer = Some(key);
+        self.inner.callbacks.borrow_mut()[index as usize].timer = key.index_hint();
         let id = CallbackId { index, seq };
         if self.inner.tracer.on() {
             let placement = self.inner.timers.borrow().queue().placement(key);
@@ -537,7 +537,7 @@ impl LoopHandle {
                 _ => return false,
             }
         };
-        if let Some(key) = slot.timer {
+        if let Some(key) = slot.timer_key() {
             self.inner.timers.borrow_mut().queue_mut().cancel(key);
         }
         self.emit_with(|| EventKind::CallbackCancelled { id });
@@ -823,7 +823,7 @@ impl LoopHandle {
             let mut ready = inner.ready.borrow_mut();
             for e in due.iter() {
                 if let Some(slot) = cbs.get_mut(e.payload as usize) {
-                    slot.timer = None;
+                    slot.timer = NO_TIMER;
                 }
                 ready.push_back(Ready::Callback(CallbackId { index: e.payload, seq: e.seq }));
             }
@@ -861,7 +861,7 @@ impl LoopHandle {
         let slot = {
             let mut cbs = inner.callbacks.borrow_mut();
             match cbs.get(id.index as usize) {
-                Some(s) if s.seq == id.seq && s.timer.is_none() => cbs.remove(id.index as usize),
+                Some(s) if s.seq == id.seq && s.timer == NO_TIMER => cbs.remove(id.index as usize),
                 _ => return, // E4
             }
         };

@@ -113,6 +113,16 @@ pub struct TimerKey {
 }
 
 impl TimerKey {
+    /// The index hint, so an owner that already stores the seq can keep just this (4 bytes).
+    pub(crate) fn index_hint(&self) -> u32 {
+        self.index
+    }
+
+    /// Rebuild a key from its index hint and seq (the inverse of the two accessors).
+    pub(crate) fn from_parts(index: u32, seq: u64) -> TimerKey {
+        TimerKey { index, seq }
+    }
+
     /// The seq the timer was inserted with (the loop's scheduling counter).
     pub fn seq(&self) -> u64 {
         self.seq
