@@ -46,6 +46,7 @@ pub mod error;
 pub mod events;
 pub mod future;
 pub mod net;
+pub mod pool;
 pub mod task;
 pub mod time;
 pub mod timer;
@@ -61,6 +62,7 @@ pub use events::{
     Builder, EventLoop, Handle, KeepAlive, LoopHandle, ThreadsafeHandle, TimerBackend, TimerHandle, get_running_loop,
 };
 pub use future::LoopFuture;
+pub use pool::to_thread;
 pub use task::{Task, TaskId, TaskState};
 pub use time::{Sleep, sleep, sleep_secs, yield_now};
 

@@ -189,6 +189,8 @@ pub(crate) struct Inner {
     pub(crate) closed: Cell<bool>,
     /// Iterations run so far.
     pub(crate) iteration: Cell<u64>,
+    /// Pool jobs in flight and their delivered results (`pool/bridge.rs`).
+    pub(crate) jobs: RefCell<crate::pool::bridge::JobTable>,
     /// Replaces the default report-to-stderr. asyncio: `set_exception_handler`.
     pub(crate) exception_handler: RefCell<Option<ExceptionHandler>>,
 }
@@ -291,6 +293,7 @@ impl Builder {
             closed: Cell::new(false),
             iteration: Cell::new(0),
             exception_handler: RefCell::new(None),
+            jobs: RefCell::new(slab::Slab::new()),
         };
         Ok(EventLoop { handle: LoopHandle { inner: Rc::new(inner) } })
     }
@@ -955,6 +958,8 @@ impl LoopHandle {
         while inner.inbox.try_recv().is_ok() {}
         let tasks = std::mem::take(&mut *inner.tasks.borrow_mut());
         drop(tasks);
+        let jobs = std::mem::take(&mut *inner.jobs.borrow_mut());
+        drop(jobs);
         Ok(())
     }
 }

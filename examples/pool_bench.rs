@@ -1,0 +1,64 @@
+//! Pool overhead benchmark: the trivial job `x + 1` on both pools, 2 workers.
+//!
+//! Run: `cargo run --release --example pool_bench`
+//! Compare with CPython: `python3 ../shared/peers/pool_peers.py thread|process roundtrip|map`.
+//!
+//! What to look for:
+//! 1. Round trip (submit, then block on the result, 20,000 times in a row)
+//!    is pure latency: thread wakeups for the thread pool; for the process
+//!    pool also two pipe hops through the manager thread (P1).
+//! 2. `map` with chunksize 1 sends one frame per job but keeps two jobs in
+//!    flight per worker, so pipe latency overlaps with work.
+//! 3. `map` with chunksize 1,000 sends one frame per chunk: per-job cost is
+//!    then just encoding, decoding and `x + 1`.
+//!
+//! The same in Python: `with ProcessPoolExecutor(2) as ex: list(ex.map(inc, range(100_000), chunksize=1000))`.
+
+use looplab::pool::{ProcessPool, Registry, ThreadPool};
+use std::time::Instant;
+
+/// The trivial job.
+fn inc(x: i64) -> i64 {
+    x + 1
+}
+
+/// Prints one result line: name, jobs, total seconds, µs per job.
+fn report(name: &str, n: usize, t: Instant) {
+    let s = t.elapsed().as_secs_f64();
+    println!("{name:<34} n={n:<7} {s:>8.3} s  {:>8.3} us/job", s / n as f64 * 1e6);
+}
+
+fn main() {
+    let registry = Registry::new().register("inc", inc);
+    registry.run_worker_if_child(); // workers stop here; see Registry docs
+    let (rt, mp) = (20_000usize, 100_000usize);
+
+    let threads = ThreadPool::new(2).expect("thread pool");
+    threads.submit(|| 0).result().unwrap(); // warm up
+    let t = Instant::now();
+    for i in 0..rt as i64 {
+        assert_eq!(threads.submit(move || inc(i)).result(), Ok(i + 1));
+    }
+    report("thread  roundtrip", rt, t);
+    let t = Instant::now();
+    let sum: i64 = threads.map(inc, 0..mp as i64).map(Result::unwrap).sum();
+    assert_eq!(sum, (mp * (mp + 1) / 2) as i64);
+    report("thread  map", mp, t);
+    drop(threads);
+
+    let procs = ProcessPool::new(2, registry).expect("process pool");
+    procs.submit::<i64, i64>("inc", 0).result().unwrap(); // warm up
+    let t = Instant::now();
+    for i in 0..rt as i64 {
+        assert_eq!(procs.submit::<i64, i64>("inc", i).result(), Ok(i + 1));
+    }
+    report("process roundtrip", rt, t);
+    // chunksize 1000 runs twice: the first run also pays for growing the
+    // buffers of the manager and workers to chunk size (cold), the second not.
+    for (chunksize, label) in [(1, ""), (1000, " (cold)"), (1000, " (warm)")] {
+        let t = Instant::now();
+        let sum: i64 = procs.map::<i64, i64, _>("inc", 0..mp as i64, chunksize).unwrap().map(Result::unwrap).sum();
+        assert_eq!(sum, (mp * (mp + 1) / 2) as i64);
+        report(&format!("process map chunksize {chunksize}{label}"), mp, t);
+    }
+}
