@@ -110,6 +110,22 @@ pub trait Codec: Sized {
     /// The fewest bytes one encoded value can take; lets `Vec` reject forged
     /// lengths before allocating (C2). Zero for zero-sized encodings.
     const MIN_BYTES: usize = 1;
+    /// Appends the bytes of a run of values (what `Vec<Self>` calls). One at a
+    /// time by default; `u8` overrides it with a single copy, so a byte vector
+    /// (an image, a file) crosses the pipe at memcpy speed.
+    fn encode_many(items: &[Self], out: &mut Vec<u8>) {
+        for item in items {
+            item.encode(out);
+        }
+    }
+    /// Reads `len` values into `out` (what `Vec<Self>` calls; `len` was checked
+    /// against the bytes left, C2). One at a time by default; `u8` copies.
+    fn decode_many(input: &mut Decoder<'_>, len: usize, out: &mut Vec<Self>) -> Result<(), CodecError> {
+        for _ in 0..len {
+            out.push(Self::decode(input)?);
+        }
+        Ok(())
+    }
 }
 
 /// Encodes `value` into a fresh buffer.
@@ -145,7 +161,26 @@ macro_rules! number_codec {
         }
     )*};
 }
-number_codec!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64);
+number_codec!(u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64);
+
+/// Bytes: one byte each, and runs of them copied whole.
+impl Codec for u8 {
+    const NAME: &'static str = "u8";
+    const MIN_BYTES: usize = 1;
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(*self);
+    }
+    fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
+        Ok(input.take(1, "u8")?[0])
+    }
+    fn encode_many(items: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(items);
+    }
+    fn decode_many(input: &mut Decoder<'_>, len: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(input.take(len, "Vec<u8>")?);
+        Ok(())
+    }
+}
 
 impl Codec for usize {
     const NAME: &'static str = "usize";
@@ -229,9 +264,7 @@ impl<T: Codec> Codec for Vec<T> {
     const MIN_BYTES: usize = 4;
     fn encode(&self, out: &mut Vec<u8>) {
         encode_len(self.len(), out);
-        for item in self {
-            item.encode(out);
-        }
+        T::encode_many(self, out);
     }
     fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
         // C2: the length is checked against the bytes left before allocating.
@@ -245,9 +278,7 @@ impl<T: Codec> Codec for Vec<T> {
         // Zero-sized encodings (`Vec<()>`) may claim any length; cap the
         // up-front reservation so a forged count costs no memory.
         let mut v = Vec::with_capacity(len.min(input.remaining().max(16)));
-        for _ in 0..len {
-            v.push(T::decode(input)?);
-        }
+        T::decode_many(input, len, &mut v)?;
         Ok(v)
     }
 }
