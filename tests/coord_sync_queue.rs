@@ -46,7 +46,8 @@ fn lock_waiters_acquire_in_fifo_order() {
     lp.run_until_complete(async move {
         let lock = Lock::new();
         let held: Held = Rc::default();
-        held.borrow_mut().push(lock.acquire().await);
+        let first = lock.acquire().await;
+        held.borrow_mut().push(first);
         let c = |n: u32| {
             let (lock, held, l) = (lock.clone(), held.clone(), l.clone());
             async move {
@@ -186,7 +187,8 @@ fn lock_cancel_release_race_takes_one_lock() {
         let lock = Lock::new();
         let count = Rc::new(RefCell::new((0, 0))); // (calls, acquisitions)
         let held: Held = Rc::default();
-        held.borrow_mut().push(lock.acquire().await);
+        let first = lock.acquire().await;
+        held.borrow_mut().push(first);
         let lockit = || {
             let (lock, count, held) = (lock.clone(), count.clone(), held.clone());
             async move {

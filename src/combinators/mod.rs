@@ -28,8 +28,9 @@
 //! task finishes. A cancelled looplab task is dropped at its next step (K1), and a
 //! destructor cannot await. So when the task awaiting a combinator is cancelled, the
 //! combinator's `Drop` *requests* cancellation of its unfinished children, in argument (or
-//! spawn) order (**C1**); their cleanup runs at their next step, one iteration after the
-//! outer task finished. On every other path (a timeout, a failing TaskGroup child) the
+//! spawn) order (**C1**); their cleanup runs at their next step, in the iteration after the
+//! outer task was dropped. Since they were woken before the outer task's own awaiters, their
+//! cleanup still runs before anyone awaiting the outer task resumes. On every other path (a timeout, a failing TaskGroup child) the
 //! combinator is still running and does wait for its children's cleanup, as asyncio does.
 //!
 //! # Invariants

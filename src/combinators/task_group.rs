@@ -33,7 +33,7 @@ use std::task::{Context, Poll, Waker};
 use super::running_loop;
 use crate::error::{Error, PanicError, panic_message};
 use crate::events::LoopHandle;
-use crate::task::{Task, TaskId, TaskState};
+use crate::task::{Task, TaskId};
 
 /// The errors of a failed task group. asyncio: `ExceptionGroup('unhandled errors in a
 /// TaskGroup', [...])`.
@@ -142,7 +142,9 @@ impl TaskGroup {
         let id = task.id();
         self.state.borrow_mut().live.push(id);
         let state = self.state.clone();
-        task.add_done_callback(move |lp| on_task_done(&state, lp, id, failure));
+        // The name now: a detached child's slot is gone by the time its callback runs.
+        let name = task.name();
+        task.add_done_callback(move |lp| on_task_done(&state, lp, id, name, failure));
         Ok(task)
     }
 
@@ -152,11 +154,13 @@ impl TaskGroup {
     }
 }
 
-/// asyncio: `TaskGroup._on_task_done`.
+/// asyncio: `TaskGroup._on_task_done`. A child failed exactly when its `Child` wrapper
+/// recorded a panic; a cancelled child records nothing (asyncio: `if task.cancelled()`).
 fn on_task_done(
     state: &Rc<RefCell<GroupState>>,
     lp: &LoopHandle,
     id: TaskId,
+    task: String,
     failure: Rc<RefCell<Option<String>>>,
 ) {
     let mut wake = None;
@@ -167,9 +171,8 @@ fn on_task_done(
         if s.live.is_empty() {
             wake = s.waker.clone(); // asyncio: `_on_completed_fut.set_result(True)`
         }
-        if lp.task_state(id) == Some(TaskState::Failed) {
-            let message = failure.borrow_mut().take().unwrap_or_default();
-            let task = lp.task_name(id).unwrap_or_default();
+        let failed = failure.borrow_mut().take();
+        if let Some(message) = failed {
             s.errors.push(Error::Panicked(PanicError { task, message }));
             if !s.aborting && !s.cancel_body && !s.exited {
                 // asyncio: `self._abort()` then `self._parent_task.cancel()`.
