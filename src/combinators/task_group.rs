@@ -198,14 +198,14 @@ fn on_task_done(
 /// use std::time::Duration;
 /// use looplab::combinators::task_group;
 /// let out = looplab::run_virtual(async {
-///     task_group(|tg| async move {
+///     let (mut a, mut b) = task_group(|tg| async move {
 ///         let a = tg.spawn(async { looplab::sleep(Duration::from_secs(1)).await; 1 }).unwrap();
 ///         let b = tg.spawn(async { 2 }).unwrap();
 ///         (a, b)
-///     }).await
+///     }).await.unwrap();
+///     (a.result().unwrap(), b.result().unwrap()) // both finished when the group returned
 /// }).unwrap();
-/// let (mut a, mut b) = out.unwrap();
-/// assert_eq!((a.result().unwrap(), b.result().unwrap()), (1, 2)); // all finished
+/// assert_eq!(out, (1, 2));
 /// ```
 ///
 /// # Panics
