@@ -13,6 +13,11 @@
 //!   6. clock.rs    real and virtual clocks                                    <- loop.time()
 //!   7. trace/      the event log every view is built on                       <- debug mode
 //!   8. net/        the reactor (mio)                                          <- selector_events.py
+//!   9. combinators/ gather, wait, as_completed, wait_for, timeout, shield,
+//!                  task_group                                    <- tasks.py, taskgroups.py
+//!  10. sync/       Lock, Event, Condition, Semaphore, RateLimiter             <- locks.py
+//!  11. queue.rs    Queue, LifoQueue, PriorityQueue                            <- queues.py
+//!  12. stream.rs   AsyncIterator, AsyncRange; scoped.rs: `async with`         <- async for
 //! ```
 //!
 //! | asyncio | looplab |
@@ -28,6 +33,12 @@
 //! | `asyncio.Future` | [`LoopFuture`] |
 //! | `asyncio.sleep(d)` / `sleep(0)` | [`sleep`], [`yield_now`] |
 //! | `CancelledError`, `InvalidStateError`, `TimeoutError` | [`Error`] variants |
+//! | `asyncio.gather` / `wait` / `as_completed` | [`gather`], [`gather_all`], [`gather!`], [`wait`], [`as_completed`] |
+//! | `asyncio.wait_for` / `timeout` / `timeout_at` / `shield` | [`wait_for`], [`timeout`], [`timeout_at`], [`shield`] |
+//! | `asyncio.TaskGroup` | [`task_group`], [`TaskGroup`] |
+//! | `Lock`, `Event`, `Condition`, `Semaphore`, `BoundedSemaphore` | [`sync`] |
+//! | `Queue`, `LifoQueue`, `PriorityQueue`, `QueueFull`, `QueueEmpty` | [`queue`] |
+//! | `async for`, `async with` | [`AsyncIterator`], [`scoped::Scoped`] |
 //!
 //! ```
 //! use std::time::Duration;
@@ -42,11 +53,16 @@
 #![warn(missing_docs, missing_debug_implementations, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod clock;
+pub mod combinators;
 pub mod error;
 pub mod events;
 pub mod future;
 pub mod net;
 pub mod pool;
+pub mod queue;
+pub mod scoped;
+pub mod stream;
+pub mod sync;
 pub mod task;
 pub mod time;
 pub mod timer;
@@ -65,6 +81,14 @@ pub use future::LoopFuture;
 pub use pool::to_thread;
 pub use task::{Task, TaskId, TaskState};
 pub use time::{Sleep, sleep, sleep_secs, yield_now};
+
+pub use combinators::{
+    ReturnWhen, TaskGroup, TaskGroupError, as_completed, gather, gather_all, shield, task_group, timeout, timeout_at,
+    wait, wait_for,
+};
+pub use queue::{LifoQueue, PriorityQueue, Queue, QueueEmpty, QueueFull};
+pub use stream::{AsyncIterator, AsyncRange};
+pub use sync::{BoundedSemaphore, Condition, Event, Lock, RateLimiter, Semaphore};
 
 /// Spawn a task on the running loop. asyncio: `asyncio.create_task(coro)`.
 ///
