@@ -50,6 +50,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod future;
+pub mod inspect;
 pub mod net;
 pub mod task;
 pub mod time;
