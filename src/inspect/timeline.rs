@@ -35,17 +35,23 @@ pub fn render(model: &Model, width: usize) -> String {
     let by_iteration = model.end == 0;
     let last_iter = model.iterations.max(1);
     let end = model.end.max(1);
+    // On the time axis, one column is a round amount of loop time (1, 2, 2.5 or 5 × 10^k ns)
+    // so the ruler reads easily: the smallest that fits the run in `width` columns.
+    let per_col = (0..20)
+        .flat_map(|k| [10, 20, 25, 50].map(|m| m * 10u64.pow(k) / 10))
+        .find(|&step| step > 0 && end.div_ceil(step) < width as u64)
+        .unwrap_or(end);
     let cols = if by_iteration {
         (last_iter as usize + 1).min(width)
     } else {
-        width
+        (end.div_ceil(per_col) as usize + 1).max(2)
     };
     // Column of an event at loop time `t` in iteration `i`: 0 ..= cols-1.
     let col = |t: Nanos, i: u64| -> usize {
         if by_iteration {
             (i as usize).min(cols - 1)
         } else {
-            ((u128::from(t) * (cols as u128 - 1)) / u128::from(end)) as usize
+            ((t / per_col) as usize).min(cols - 1)
         }
     };
     let tasks = model.tasks_in_order();
@@ -68,7 +74,7 @@ pub fn render(model: &Model, width: usize) -> String {
             out,
             "timeline: 0.000s .. {}, 1 column = {}",
             fmt_secs(model.end),
-            fmt_secs(end / (cols as u64 - 1))
+            fmt_secs(per_col)
         );
     }
     // Ruler: a '+' every 10 columns, the loop time (or iteration) of that column under it.
@@ -80,7 +86,7 @@ pub fn render(model: &Model, width: usize) -> String {
             let t = if by_iteration {
                 c.to_string()
             } else {
-                fmt_secs((u128::from(end) * c as u128 / (cols as u128 - 1)) as Nanos)
+                fmt_secs(c as Nanos * per_col)
             };
             if marks.chars().count() <= c {
                 while marks.chars().count() < c {
