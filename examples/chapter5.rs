@@ -35,7 +35,7 @@ macro_rules! chapter {
         $(
             #[allow(dead_code)] // each file's own `main` is unused here
             #[path = $file]
-            mod $name;
+            pub mod $name;
         )*
 
         /// The scenarios in order: module name, its `SPEC`, its `run`, its arguments.
