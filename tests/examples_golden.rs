@@ -518,3 +518,106 @@ fn inspector_views_of_task3() {
     assert!(count("\"ph\":\"C\"") > 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// ----- the other teaching programs ------------------------------------------------------
+
+macro_rules! golden {
+    ($test:ident, $file:literal, $argv:expr, $expected:expr) => {
+        #[test]
+        fn $test() {
+            #[allow(dead_code)]
+            #[path = $file]
+            mod example;
+            assert_eq!(fast(&example::SPEC, example::run, $argv), $expected);
+        }
+    };
+}
+
+golden!(
+    jobs_create_task,
+    "../examples/jobs_create_task.rs",
+    &[],
+    "Job-A started (will take 2s)\nJob-B started (will take 1s)\nJob-C started (will take 3s)\n\
+     Job-B finished\nJob-A finished\nJob-C finished\n\
+     results: [\"Job-A-result\", \"Job-B-result\", \"Job-C-result\"]\ntotal loop time: 3.0s\n"
+);
+
+golden!(
+    numbers_two_tasks,
+    "../examples/numbers_two_tasks.rs",
+    &[],
+    "Thread-1 → 1\nThread-2 → 1\nThread-1 → 2\nThread-2 → 2\nThread-1 → 3\nThread-2 → 3\n\
+     Thread-1 → 4\nThread-2 → 4\nThread-1 → 5\nThread-2 → 5\ntotal loop time: 5.0s\n"
+);
+
+golden!(
+    api_endpoints,
+    "../examples/api_endpoints.rs",
+    &[],
+    "User started\nOrders started\nPayments started\nOrders finished\nUser finished\n\
+     Payments finished\nResults: ['User-result', 'Orders-result', 'Payments-result']\n\
+     total loop time: 3.0s\n"
+);
+
+golden!(
+    downloads,
+    "../examples/downloads.rs",
+    &[],
+    "Start downloading file1.pdf\nStart downloading file2.jpg\nStart downloading file3.mp4\n\
+     file1.pdf downloaded\nfile2.jpg downloaded\nfile3.mp4 downloaded\ntotal loop time: 2.0s\n"
+);
+
+golden!(
+    drone_sensors,
+    "../examples/drone_sensors.rs",
+    &[],
+    "GPS done\nBattery check done\nObject tracking done\ntotal loop time: 3.0s\n"
+);
+
+golden!(
+    sequential_vs_concurrent,
+    "../examples/sequential_vs_concurrent.rs",
+    &[],
+    "Sequential:\n  operation 1 started\n  operation 1 done\n  operation 2 started\n  operation 2 done\n\
+     \x20 operation 3 started\n  operation 3 done\n  results [10, 20, 30] in 6.0 s\nConcurrent:\n\
+     \x20 operation 1 started\n  operation 2 started\n  operation 3 started\n  operation 1 done\n\
+     \x20 operation 2 done\n  operation 3 done\n  results [10, 20, 30] in 2.0 s\nSpeed-up: 3.0x\n"
+);
+
+golden!(
+    task_cancellation,
+    "../examples/task_cancellation.rs",
+    &[],
+    "working... 1\nworking... 2\nworking... 3\nmain: cancelling the worker at 2.5s\n\
+     main: cancel() returned true; state now READY\n\
+     worker: resources released at 2.5s (cleanup ran)\nmain: worker is cancelled (cancelled)\n\
+     total loop time: 2.5s\n"
+);
+
+/// Chat: every user speaks once, in the order of the delays the seed chose (printed).
+#[test]
+fn chat_messages_arrive_in_delay_order() {
+    #[allow(dead_code)]
+    #[path = "../examples/chat_messages.rs"]
+    mod chat;
+    for seed in ["1", "2", "3", "42"] {
+        let out = fast(&chat::SPEC, chat::run, &["--seed", seed]);
+        let delays: Vec<f64> = out
+            .lines()
+            .map(|l| {
+                let d = l.split("(after ").nth(1).unwrap().trim_end_matches("s)");
+                d.parse().unwrap()
+            })
+            .collect();
+        assert_eq!(delays.len(), 5, "{out}");
+        assert!(
+            delays.windows(2).all(|w| w[0] <= w[1]),
+            "seed {seed}: {out}"
+        );
+        assert!(delays.iter().all(|d| (0.5..=2.0).contains(d)));
+        for user in ["Alice: Hello!", "Bob:", "Charlie:", "Diana:", "Evan:"] {
+            assert!(out.contains(user), "{user} in {out}");
+        }
+        assert_eq!(out, fast(&chat::SPEC, chat::run, &["--seed", seed]));
+    }
+}
