@@ -57,6 +57,7 @@ pub mod combinators;
 pub mod error;
 pub mod events;
 pub mod future;
+pub mod inspect;
 pub mod net;
 pub mod pool;
 pub mod queue;
