@@ -140,8 +140,11 @@ fn gather_tokio() -> Duration {
     })
 }
 
+/// One benchmark row: its name, then the looplab and tokio runs.
+type Row = (&'static str, fn() -> Duration, fn() -> Duration);
+
 fn main() {
-    let rows: [(&str, fn() -> Duration, fn() -> Duration); 3] = [
+    let rows: [Row; 3] = [
         ("1M uncontended lock/unlock", lock_looplab, lock_tokio),
         ("1M items, 4 producers / 4 consumers", queue_looplab, queue_tokio),
         ("gather of 100k tasks", gather_looplab, gather_tokio),

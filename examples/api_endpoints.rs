@@ -29,12 +29,7 @@ use std::time::Duration;
 use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "api_endpoints",
-    usage: "",
-    positional: &[],
-    options: &[],
-};
+pub const SPEC: Spec = Spec { name: "api_endpoints", usage: "", positional: &[], options: &[] };
 
 async fn fetch(out: Out, name: &'static str, delay: u64) -> String {
     writeln!(out, "{name} started");

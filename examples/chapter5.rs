@@ -21,12 +21,7 @@
 use looplab::inspect::cli::{self, Args, Out, RunError, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "chapter5",
-    usage: "",
-    positional: &[],
-    options: &[],
-};
+pub const SPEC: Spec = Spec { name: "chapter5", usage: "", positional: &[], options: &[] };
 
 /// Declares each scenario as a module (its example file) with the arguments it gets, and
 /// `run` calls them in order.

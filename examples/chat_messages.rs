@@ -23,12 +23,7 @@ use std::time::Duration;
 use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "chat_messages",
-    usage: "[--seed N]",
-    positional: &[],
-    options: &["--seed"],
-};
+pub const SPEC: Spec = Spec { name: "chat_messages", usage: "[--seed N]", positional: &[], options: &["--seed"] };
 
 const MESSAGES: [(&str, &str); 5] = [
     ("Alice", "Hello!"),

@@ -23,12 +23,7 @@ use std::time::Duration;
 use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "downloads",
-    usage: "",
-    positional: &[],
-    options: &[],
-};
+pub const SPEC: Spec = Spec { name: "downloads", usage: "", positional: &[], options: &[] };
 
 async fn download(out: Out, file: &'static str) {
     writeln!(out, "Start downloading {file}");
@@ -41,8 +36,7 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     let lp = Session::new(args);
     let (h, o) = (lp.handle(), out.clone());
     lp.run_until_complete(async move {
-        let tasks = ["file1.pdf", "file2.jpg", "file3.mp4"]
-            .map(|f| h.spawn_named(f, download(o.clone(), f)));
+        let tasks = ["file1.pdf", "file2.jpg", "file3.mp4"].map(|f| h.spawn_named(f, download(o.clone(), f)));
         for t in tasks {
             let _ = t.await;
         }

@@ -22,12 +22,7 @@ use std::time::Duration;
 use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "drone_sensors",
-    usage: "",
-    positional: &[],
-    options: &[],
-};
+pub const SPEC: Spec = Spec { name: "drone_sensors", usage: "", positional: &[], options: &[] };
 
 async fn sensor(out: Out, secs: u64, done: &'static str) {
     looplab::sleep(Duration::from_secs(secs)).await;

@@ -32,12 +32,7 @@ use std::time::Duration;
 use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "jobs_create_task",
-    usage: "",
-    positional: &[],
-    options: &[],
-};
+pub const SPEC: Spec = Spec { name: "jobs_create_task", usage: "", positional: &[], options: &[] };
 
 async fn do_work(out: Out, name: &'static str, seconds: u64) -> String {
     writeln!(out, "{name} started (will take {seconds}s)");

@@ -89,31 +89,18 @@ fn durations(args: &Args) -> Result<Vec<f64>, UsageError> {
         .transpose()?;
     let jobs = args.option_u64("--jobs")?;
     match (given, jobs) {
-        (Some(d), Some(n)) if d.len() as u64 != n => Err(UsageError(format!(
-            "--jobs {n} but --durations lists {}",
-            d.len()
-        ))),
-        (Some(d), _) if d.is_empty() || d.len() > 26 => {
-            Err(UsageError("between 1 and 26 jobs".into()))
+        (Some(d), Some(n)) if d.len() as u64 != n => {
+            Err(UsageError(format!("--jobs {n} but --durations lists {}", d.len())))
         }
+        (Some(d), _) if d.is_empty() || d.len() > 26 => Err(UsageError("between 1 and 26 jobs".into())),
         (Some(d), _) => Ok(d),
-        (None, Some(n)) if !(1..=26).contains(&n) => {
-            Err(UsageError("--jobs must be between 1 and 26".into()))
-        }
-        (None, n) => Ok((0..n.unwrap_or(3) as usize)
-            .map(|i| DEFAULT_DURATIONS[i % DEFAULT_DURATIONS.len()])
-            .collect()),
+        (None, Some(n)) if !(1..=26).contains(&n) => Err(UsageError("--jobs must be between 1 and 26".into())),
+        (None, n) => Ok((0..n.unwrap_or(3) as usize).map(|i| DEFAULT_DURATIONS[i % DEFAULT_DURATIONS.len()]).collect()),
     }
 }
 
 /// The material's `do_work`, plus the walkthrough's own lines.
-async fn do_work(
-    lp: LoopHandle,
-    out: Out,
-    name: String,
-    secs: f64,
-    step7_shown: Rc<Cell<bool>>,
-) -> String {
+async fn do_work(lp: LoopHandle, out: Out, name: String, secs: f64, step7_shown: Rc<Cell<bool>>) -> String {
     writeln!(out, "   {name} started (will take {secs}s)");
     let me = lp.current_task().expect("running as a task");
     let s = lp.snapshot();
@@ -130,11 +117,7 @@ async fn do_work(
     if !step7_shown.replace(true) {
         step(&out, 7, "Timer expiry and resume");
     }
-    writeln!(
-        out,
-        "   Time {:.3}s: {me} {name}'s timer came due -> READY -> RUNNING:",
-        lp.time().as_secs_f64()
-    );
+    writeln!(out, "   Time {:.3}s: {me} {name}'s timer came due -> READY -> RUNNING:", lp.time().as_secs_f64());
     show(&out, &lp);
     writeln!(out, "   {name} finished -> {me} DONE");
     format!("{name}-result")
@@ -143,30 +126,14 @@ async fn do_work(
 /// The walkthrough, printing to `out`.
 pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     let durations = durations(args)?;
-    writeln!(
-        out,
-        "MEMORY ARCHITECTURE WALKTHROUGH: the event loop's real state, step by step"
-    );
-    let names: Vec<String> = (0..durations.len())
-        .map(|i| format!("Job-{}", (b'A' + i as u8) as char))
-        .collect();
-    let jobs: Vec<String> = names
-        .iter()
-        .zip(&durations)
-        .map(|(n, d)| format!("{n} {d}s"))
-        .collect();
+    writeln!(out, "MEMORY ARCHITECTURE WALKTHROUGH: the event loop's real state, step by step");
+    let names: Vec<String> = (0..durations.len()).map(|i| format!("Job-{}", (b'A' + i as u8) as char)).collect();
+    let jobs: Vec<String> = names.iter().zip(&durations).map(|(n, d)| format!("{n} {d}s")).collect();
     writeln!(out, "jobs: {}", jobs.join(", "));
 
     step(out, 1, "Program start");
-    writeln!(
-        out,
-        "   The OS has loaded this binary: code, a main thread and its stack. No loop yet:"
-    );
-    writeln!(
-        out,
-        "   get_running_loop() = {:?}",
-        looplab::get_running_loop().map(|l| l.id())
-    );
+    writeln!(out, "   The OS has loaded this binary: code, a main thread and its stack. No loop yet:");
+    writeln!(out, "   get_running_loop() = {:?}", looplab::get_running_loop().map(|l| l.id()));
 
     step(out, 2, "Main thread starts");
     writeln!(out, "   Call stack: main() > memory_walkthrough::run()");
@@ -190,10 +157,7 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
             .iter()
             .zip(&durations)
             .map(|(name, &secs)| {
-                handle.spawn_named(
-                    name.clone(),
-                    do_work(handle.clone(), o.clone(), name.clone(), secs, step7.clone()),
-                )
+                handle.spawn_named(name.clone(), do_work(handle.clone(), o.clone(), name.clone(), secs, step7.clone()))
             })
             .collect();
         show(&o, &handle);
@@ -203,10 +167,7 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
             step(&o6, 6, "Waiting / timer phase");
             let s = lp.snapshot();
             let next = s.next_deadline.map_or(0.0, |d| d as f64 / 1e9);
-            writeln!(
-                o6,
-                "   Every job is WAITING on a timer; the loop may sleep until {next:.3}s:"
-            );
+            writeln!(o6, "   Every job is WAITING on a timer; the loop may sleep until {next:.3}s:");
             show(&o6, lp);
         });
         step(&o, 5, "Event loop scheduling (time 0s)");

@@ -27,12 +27,7 @@ use std::time::Duration;
 use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "numbers_two_tasks",
-    usage: "",
-    positional: &[],
-    options: &[],
-};
+pub const SPEC: Spec = Spec { name: "numbers_two_tasks", usage: "", positional: &[], options: &[] };
 
 async fn numbers(out: Out, name: &'static str) {
     for i in 1..=5 {

@@ -25,12 +25,7 @@ use std::time::Duration;
 use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "sequential_vs_concurrent",
-    usage: "",
-    positional: &[],
-    options: &[],
-};
+pub const SPEC: Spec = Spec { name: "sequential_vs_concurrent", usage: "", positional: &[], options: &[] };
 
 const OPS: u32 = 3;
 const EACH: Duration = Duration::from_secs(2);
@@ -57,20 +52,14 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
         writeln!(o, "  results {results:?} in {:.1} s", seq.as_secs_f64());
         writeln!(o, "Concurrent:");
         let start = h.time();
-        let tasks: Vec<_> = (1..=OPS)
-            .map(|i| h.spawn_named(format!("op{i}"), op(o.clone(), i)))
-            .collect();
+        let tasks: Vec<_> = (1..=OPS).map(|i| h.spawn_named(format!("op{i}"), op(o.clone(), i))).collect();
         let mut results = Vec::new();
         for t in tasks {
             results.push(t.await.expect("ops do not fail"));
         }
         let conc = h.time() - start;
         writeln!(o, "  results {results:?} in {:.1} s", conc.as_secs_f64());
-        writeln!(
-            o,
-            "Speed-up: {:.1}x",
-            seq.as_secs_f64() / conc.as_secs_f64().max(1e-9)
-        );
+        writeln!(o, "Speed-up: {:.1}x", seq.as_secs_f64() / conc.as_secs_f64().max(1e-9));
     })?;
     lp.finish(out)?;
     Ok(())

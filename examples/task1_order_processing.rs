@@ -59,11 +59,7 @@ async fn bill_calculator(out: Out, fut: LoopFuture<(u64, u64)>, items: u64) {
     let mut subtotal = 0;
     for i in 1..=items {
         subtotal += ITEM_CENTS;
-        writeln!(
-            out,
-            "  [Bill Calculator] Adding item {i}: ${}",
-            ITEM_CENTS / 100
-        );
+        writeln!(out, "  [Bill Calculator] Adding item {i}: ${}", ITEM_CENTS / 100);
     }
     let tax = subtotal / 10;
     fut.set_result((subtotal, tax)).expect("completed once");
@@ -74,10 +70,7 @@ async fn loyalty_system(out: Out, fut: LoopFuture<u64>, orders: u64) {
     let mut points: u64 = 1;
     for order in 2..=orders {
         points = points.saturating_mul(order);
-        writeln!(
-            out,
-            "  [Loyalty System] Processing order {order}: Points multiplied to {points}"
-        );
+        writeln!(out, "  [Loyalty System] Processing order {order}: Points multiplied to {points}");
     }
     fut.set_result(points).expect("completed once");
 }
@@ -119,17 +112,10 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
         points.add_done_callback(move |f| {
             let p = f.result().expect("set by the loyalty system");
             writeln!(o2);
-            writeln!(
-                o2,
-                "✓ COMPLETED: LOYALTY POINTS: Based on {orders} orders, you earned {p} bonus points!"
-            );
+            writeln!(o2, "✓ COMPLETED: LOYALTY POINTS: Based on {orders} orders, you earned {p} bonus points!");
         });
-        handle
-            .spawn_named("bill calculator", bill_calculator(o.clone(), bill.clone(), items))
-            .detach();
-        handle
-            .spawn_named("loyalty system", loyalty_system(o.clone(), points.clone(), orders))
-            .detach();
+        handle.spawn_named("bill calculator", bill_calculator(o.clone(), bill.clone(), items)).detach();
+        handle.spawn_named("loyalty system", loyalty_system(o.clone(), points.clone(), orders)).detach();
         let _ = bill.await;
         let _ = points.await;
     })?;

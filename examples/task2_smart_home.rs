@@ -40,12 +40,7 @@ use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 use looplab::{LoopHandle, TimerHandle};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "task2_smart_home",
-    usage: "[--seed N]",
-    positional: &[],
-    options: &["--seed"],
-};
+pub const SPEC: Spec = Spec { name: "task2_smart_home", usage: "[--seed N]", positional: &[], options: &["--seed"] };
 
 /// How long the automation cycle runs.
 const RUN_FOR: Duration = Duration::from_secs(30);
@@ -138,9 +133,7 @@ fn start(lp: &LoopHandle, home: &Shared, device: Device) {
     }
     let secs = h.rng.range(1, 2);
     let home2 = home.clone();
-    let handle = lp.call_later(Duration::from_secs(secs), move |lp| {
-        finish(lp, &home2, device, secs)
-    });
+    let handle = lp.call_later(Duration::from_secs(secs), move |lp| finish(lp, &home2, device, secs));
     h.pending = Some((handle, device, true));
 }
 
@@ -150,24 +143,15 @@ fn finish(lp: &LoopHandle, home: &Shared, device: Device, secs: u64) {
     let out = h.out.clone();
     match device {
         Device::Security => {
-            writeln!(
-                out,
-                "   ✓ Security check completed in {secs}s - All sensors OK!"
-            );
+            writeln!(out, "   ✓ Security check completed in {secs}s - All sensors OK!");
             h.cycles += 1;
         }
         Device::Thermostat => {
             let t = h.reading;
             if t > 24 {
-                writeln!(
-                    out,
-                    "   ✓ Cooling activated! Adjusting to 22°C (took {secs}s)"
-                );
+                writeln!(out, "   ✓ Cooling activated! Adjusting to 22°C (took {secs}s)");
             } else if t < 20 {
-                writeln!(
-                    out,
-                    "   ✓ Heating activated! Adjusting to 22°C (took {secs}s)"
-                );
+                writeln!(out, "   ✓ Heating activated! Adjusting to 22°C (took {secs}s)");
             } else {
                 writeln!(out, "   ✓ Temperature optimal at {t}°C (took {secs}s)");
             }
@@ -228,11 +212,7 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     writeln!(out, "  2. 🌡️  Temperature Control");
     writeln!(out, "  3. 💡 Lighting Control");
     writeln!(out);
-    writeln!(
-        out,
-        "Running automation cycle for {} seconds...",
-        RUN_FOR.as_secs()
-    );
+    writeln!(out, "Running automation cycle for {} seconds...", RUN_FOR.as_secs());
     writeln!(out, "{RULE}");
     writeln!(out);
 

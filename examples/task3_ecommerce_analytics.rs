@@ -40,12 +40,7 @@ use std::time::Duration;
 use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "task3_ecommerce_analytics",
-    usage: "",
-    positional: &[],
-    options: &[],
-};
+pub const SPEC: Spec = Spec { name: "task3_ecommerce_analytics", usage: "", positional: &[], options: &[] };
 
 /// Steps per task.
 const STEPS: u64 = 8;
@@ -89,10 +84,7 @@ async fn inventory(out: Out) -> u64 {
     let mut c = 1u64; // C(15, 0)
     for k in 1..=STEPS {
         c = c * (PRODUCTS - k + 1) / k; // C(n, k) = C(n, k-1) · (n-k+1) / k, exact
-        writeln!(
-            out,
-            "📦 [INVENTORY] Analyzing product batch #{k} - Turnover factor: {c}"
-        );
+        writeln!(out, "📦 [INVENTORY] Analyzing product batch #{k} - Turnover factor: {c}");
         looplab::sleep(STEP).await;
     }
     c
@@ -120,41 +112,21 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
         let s = handle.spawn_named("sales", sales(o.clone()));
         let t = handle.spawn_named("traffic", traffic(o.clone()));
         let i = handle.spawn_named("inventory", inventory(o.clone()));
-        (
-            s.await.expect("sales ran"),
-            t.await.expect("traffic ran"),
-            i.await.expect("inventory ran"),
-        )
+        (s.await.expect("sales ran"), t.await.expect("traffic ran"), i.await.expect("inventory ran"))
     })?;
 
     let avg_cents = revenue * 100 / STEPS;
     writeln!(out);
     writeln!(out, "✅ [SALES COMPLETE] Total Daily Revenue = ${revenue}");
-    writeln!(
-        out,
-        "   Average Order Value = ${}.{:02}",
-        avg_cents / 100,
-        avg_cents % 100
-    );
+    writeln!(out, "   Average Order Value = ${}.{:02}", avg_cents / 100, avg_cents % 100);
     writeln!(out);
-    writeln!(
-        out,
-        "✅ [TRAFFIC COMPLETE] Total Visitors Today = {visitors}"
-    );
+    writeln!(out, "✅ [TRAFFIC COMPLETE] Total Visitors Today = {visitors}");
     writeln!(out, "   Peak Hour Visitors = {peak}");
     writeln!(out);
     // Per mille, rounded: 8/15 = 533.3‰ -> "53.3%".
     let efficiency = (STEPS * 1000 * 2 + PRODUCTS) / (PRODUCTS * 2);
-    writeln!(
-        out,
-        "✅ [INVENTORY COMPLETE] Turnover Combinations = {combinations}"
-    );
-    writeln!(
-        out,
-        "   Stock Efficiency = {}.{}%",
-        efficiency / 10,
-        efficiency % 10
-    );
+    writeln!(out, "✅ [INVENTORY COMPLETE] Turnover Combinations = {combinations}");
+    writeln!(out, "   Stock Efficiency = {}.{}%", efficiency / 10, efficiency % 10);
     writeln!(out);
     writeln!(out, "{THIN}");
     writeln!(out);

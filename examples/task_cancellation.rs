@@ -37,12 +37,7 @@ use std::time::Duration;
 use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec {
-    name: "task_cancellation",
-    usage: "",
-    positional: &[],
-    options: &[],
-};
+pub const SPEC: Spec = Spec { name: "task_cancellation", usage: "", positional: &[], options: &[] };
 
 /// Held by the worker while it runs; dropping it is the cleanup (asyncio's `finally`).
 struct Resources {
@@ -52,10 +47,7 @@ struct Resources {
 impl Drop for Resources {
     fn drop(&mut self) {
         let t = looplab::get_running_loop().map_or(0.0, |lp| lp.time().as_secs_f64());
-        writeln!(
-            self.out,
-            "worker: resources released at {t:.1}s (cleanup ran)"
-        );
+        writeln!(self.out, "worker: resources released at {t:.1}s (cleanup ran)");
     }
 }
 
@@ -74,17 +66,9 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     lp.run_until_complete(async move {
         let t = h.spawn_named("worker", worker(o.clone()));
         looplab::sleep(Duration::from_millis(2500)).await;
-        writeln!(
-            o,
-            "main: cancelling the worker at {:.1}s",
-            h.time().as_secs_f64()
-        );
+        writeln!(o, "main: cancelling the worker at {:.1}s", h.time().as_secs_f64());
         let requested = t.cancel();
-        writeln!(
-            o,
-            "main: cancel() returned {requested}; state now {}",
-            t.state()
-        );
+        writeln!(o, "main: cancel() returned {requested}; state now {}", t.state());
         match t.await {
             Err(e) if e.is_cancelled() => writeln!(o, "main: worker is cancelled ({e})"),
             other => writeln!(o, "main: unexpected outcome {other:?}"),

@@ -187,9 +187,7 @@ fn task2_schedule_follows_call_later_and_shutdown_wins_ties() {
         let out = fast(&task2::SPEC, task2::run, &["--seed", &s]);
         assert!(out.starts_with(TASK2_HEAD), "seed {seed}");
         assert!(out.ends_with(TASK2_TAIL), "seed {seed}");
-        let shutdown = out
-            .find("🏁 Automation cycle complete. Shutting down...\n")
-            .expect("shutdown line");
+        let shutdown = out.find("🏁 Automation cycle complete. Shutting down...\n").expect("shutdown line");
         let (body, after) = out.split_at(shutdown);
         // Nothing but the optional note and the banner after the shutdown message.
         let after_lines: Vec<&str> = after.lines().skip(1).filter(|l| !l.is_empty()).collect();
@@ -216,20 +214,13 @@ fn task2_schedule_follows_call_later_and_shutdown_wins_ties() {
                 .split(" in ")
                 .nth(1)
                 .and_then(|r| r.strip_suffix("s - All sensors OK!"))
-                .or_else(|| {
-                    line.split("took ")
-                        .nth(1)
-                        .and_then(|r| r.strip_suffix("s)"))
-                });
+                .or_else(|| line.split("took ").nth(1).and_then(|r| r.strip_suffix("s)")));
             if let Some(d) = took {
                 let d: u64 = d.parse().unwrap();
                 assert!((1..=2).contains(&d), "seed {seed}: duration {d}");
                 assert!(matches!(pending, Pending::End { .. }), "seed {seed}");
                 t += d;
-                assert!(
-                    t < 30,
-                    "seed {seed}: a step ended at {t}s, at or after shutdown"
-                );
+                assert!(t < 30, "seed {seed}: a step ended at {t}s, at or after shutdown");
                 t += 1; // the next device starts a second later
                 pending = Pending::Start(t);
                 i += 1;
@@ -251,10 +242,7 @@ fn task2_schedule_follows_call_later_and_shutdown_wins_ties() {
             assert!(after.contains("was due at this same instant, 30.000s"));
         }
     }
-    assert!(
-        ties > 0,
-        "some seed should produce a step due at exactly 30 s"
-    );
+    assert!(ties > 0, "some seed should produce a step due at exactly 30 s");
 }
 
 #[test]
@@ -279,14 +267,7 @@ fn chapter5_runs_the_scenarios_in_order() {
 #[test]
 fn bad_arguments_give_usage_and_status_2() {
     let usage1 = "usage: task1_order_processing [--fast] [--trace] [--timeline] [--table] [--trace-json FILE] ITEMS PREVIOUS_ORDERS\n";
-    for argv in [
-        &[][..],
-        &["5"],
-        &["5", "x"],
-        &["five", "4"],
-        &["5", "4", "3"],
-        &["--bogus", "5", "4"],
-    ] {
+    for argv in [&[][..], &["5"], &["5", "x"], &["five", "4"], &["5", "4", "3"], &["--bogus", "5", "4"]] {
         let (code, out, err) = run(&task1::SPEC, task1::run, argv);
         assert_eq!(code, 2, "{argv:?}");
         assert_eq!(out, "", "{argv:?}: nothing on stdout");
@@ -295,18 +276,10 @@ fn bad_arguments_give_usage_and_status_2() {
     let (code, _, err) = run(&task2::SPEC, task2::run, &["--seed", "many"]);
     assert_eq!(code, 2);
     assert!(err.contains("--seed must be a whole number"), "{err}");
-    let (code, _, err) = run(
-        &walkthrough::SPEC,
-        walkthrough::run,
-        &["--jobs", "2", "--durations", "1,2,3"],
-    );
+    let (code, _, err) = run(&walkthrough::SPEC, walkthrough::run, &["--jobs", "2", "--durations", "1,2,3"]);
     assert_eq!(code, 2);
     assert!(err.starts_with("usage: memory_walkthrough"), "{err}");
-    let (code, _, _) = run(
-        &walkthrough::SPEC,
-        walkthrough::run,
-        &["--durations", "1,x"],
-    );
+    let (code, _, _) = run(&walkthrough::SPEC, walkthrough::run, &["--durations", "1,x"]);
     assert_eq!(code, 2);
     let (code, _, _) = run(&task3::SPEC, task3::run, &["extra"]);
     assert_eq!(code, 2);
@@ -334,10 +307,7 @@ fn bad_arguments_exit_status_2_as_a_process() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("usage: task1_order_processing"), "{err}");
     assert!(err.contains("missing PREVIOUS_ORDERS"), "{err}");
-    let ok = std::process::Command::new(&bin)
-        .args(["--fast", "5", "4"])
-        .output()
-        .unwrap();
+    let ok = std::process::Command::new(&bin).args(["--fast", "5", "4"]).output().unwrap();
     assert_eq!(ok.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&ok.stdout), TASK1_5_4);
 }
@@ -351,10 +321,8 @@ fn normalise_sizes(s: &str) -> String {
             if let Some(i) = l.find(key) {
                 let start = i + key.len();
                 let rest = &l[start..];
-                let digits_end = rest
-                    .char_indices()
-                    .find(|(_, c)| !c.is_ascii_digit() && *c != ' ')
-                    .map_or(rest.len(), |(j, _)| j);
+                let digits_end =
+                    rest.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != ' ').map_or(rest.len(), |(j, _)| j);
                 l = format!("{}N {}", &l[..start], rest[digits_end..].trim_start());
             }
         }
@@ -368,10 +336,8 @@ fn normalise_sizes(s: &str) -> String {
 #[test]
 fn walkthrough_prints_the_nine_steps_with_real_state() {
     let out = normalise_sizes(&fast(&walkthrough::SPEC, walkthrough::run, &[]));
-    let headings: Vec<&str> = out
-        .lines()
-        .filter(|l| l.len() > 2 && l.as_bytes()[0].is_ascii_digit() && &l[1..3] == ". ")
-        .collect();
+    let headings: Vec<&str> =
+        out.lines().filter(|l| l.len() > 2 && l.as_bytes()[0].is_ascii_digit() && &l[1..3] == ". ").collect();
     assert_eq!(
         headings,
         [
@@ -407,10 +373,7 @@ fn walkthrough_prints_the_nine_steps_with_real_state() {
         "   results: [\"Job-A-result\", \"Job-B-result\", \"Job-C-result\"]",
         "    tasks    Slab<TaskSlot>   live=0 cap=0  header=N B each",
     ] {
-        assert!(
-            out.lines().any(|l| l == expected),
-            "missing line {expected:?} in\n{out}"
-        );
+        assert!(out.lines().any(|l| l == expected), "missing line {expected:?} in\n{out}");
     }
     // The material's order of events: B finishes before A before C.
     let pos = |s: &str| out.find(s).unwrap();
@@ -429,24 +392,17 @@ fn walkthrough_wheel_slots_follow_the_durations() {
         ("2,1,70", "L2 slot 17"),   // 70000 / 4096 = 17
         ("2,1,0.05", "L0 slot 50"), // 50 ticks: level 0, slot 50
     ] {
-        let out = fast(
-            &walkthrough::SPEC,
-            walkthrough::run,
-            &["--durations", durations],
-        );
+        let out = fast(&walkthrough::SPEC, walkthrough::run, &["--durations", durations]);
         let line = format!("      #4   wakes T4  at {c_place}");
-        assert!(
-            out.lines().any(|l| l == line),
-            "{durations}: missing {line:?} in\n{out}"
-        );
+        assert!(out.lines().any(|l| l == line), "{durations}: missing {line:?} in\n{out}");
     }
     let out = fast(&walkthrough::SPEC, walkthrough::run, &["--jobs", "5"]);
     assert!(out.contains("jobs: Job-A 2s, Job-B 1s, Job-C 3s, Job-D 2s, Job-E 1s\n"));
-    assert!(out.contains("    ready    VecDeque<Ready>  len=5 cap=64  [Task(T2), Task(T3), Task(T4), Task(T5), Task(T6)]"));
-    // Two jobs of 1 s: both due at the same instant, resumed in spawn order (E3).
     assert!(
-        out.find("Time 1.000s: T3 Job-B").unwrap() < out.find("Time 1.000s: T6 Job-E").unwrap()
+        out.contains("    ready    VecDeque<Ready>  len=5 cap=64  [Task(T2), Task(T3), Task(T4), Task(T5), Task(T6)]")
     );
+    // Two jobs of 1 s: both due at the same instant, resumed in spawn order (E3).
+    assert!(out.find("Time 1.000s: T3 Job-B").unwrap() < out.find("Time 1.000s: T6 Job-E").unwrap());
 }
 
 /// The inspector, fed by the event stream only: table, timeline and trace JSON agree with
@@ -456,44 +412,21 @@ fn inspector_views_of_task3() {
     let dir = std::env::temp_dir().join(format!("looplab-golden-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json_path = dir.join("task3.json");
-    let out = fast(
-        &task3::SPEC,
-        task3::run,
-        &[
-            "--timeline",
-            "--table",
-            "--trace-json",
-            json_path.to_str().unwrap(),
-        ],
-    );
+    let out = fast(&task3::SPEC, task3::run, &["--timeline", "--table", "--trace-json", json_path.to_str().unwrap()]);
     let after = &out[TASK3.len()..];
     for expected in [
         "timeline: 0.000s .. 4.000s, 1 column = 0.100s",
         "T2 sales      #----#----#----#----#----#----#----#----#",
         "callbacks          *    *    *    *    *    *    *    *",
     ] {
-        assert!(
-            after.lines().any(|l| l == expected),
-            "missing {expected:?} in\n{after}"
-        );
+        assert!(after.lines().any(|l| l == expected), "missing {expected:?} in\n{after}");
     }
-    let row = after
-        .lines()
-        .find(|l| l.starts_with("T3   traffic"))
-        .expect("table row");
+    let row = after.lines().find(|l| l.starts_with("T3   traffic")).expect("table row");
     let cols: Vec<&str> = row.split_whitespace().collect();
     // ID NAME STATE TOTAL BUSY SCHED IDLE POLLS WAKES WOKEN-BY...
-    assert_eq!(
-        &cols[..9],
-        [
-            "T3", "traffic", "DONE", "4.000s", "0.000s", "0.000s", "4.000s", "9", "9"
-        ]
-    );
+    assert_eq!(&cols[..9], ["T3", "traffic", "DONE", "4.000s", "0.000s", "0.000s", "4.000s", "9", "9"]);
     assert!(row.contains("spawn 1, timer 8"), "{row}");
-    assert!(
-        row.contains("task3_ecommerce_analytics.rs:"),
-        "spawn location: {row}"
-    );
+    assert!(row.contains("task3_ecommerce_analytics.rs:"), "spawn location: {row}");
     let json = std::fs::read_to_string(&json_path).unwrap();
     assert!(json.starts_with("{\"traceEvents\":["));
     let count = |pat: &str| json.matches(pat).count();
@@ -501,20 +434,11 @@ fn inspector_views_of_task3() {
     let polls: usize = out
         .lines()
         .filter(|l| l.starts_with('T') && l.contains(" DONE "))
-        .map(|l| {
-            l.split_whitespace()
-                .nth(7)
-                .unwrap()
-                .parse::<usize>()
-                .unwrap()
-        })
+        .map(|l| l.split_whitespace().nth(7).unwrap().parse::<usize>().unwrap())
         .sum();
     assert_eq!(count("\"cat\":\"poll\""), polls);
     assert_eq!(count("\"ph\":\"s\""), count("\"ph\":\"f\""));
-    assert!(
-        count("\"ph\":\"s\"") >= 24,
-        "each timer wake is a flow arrow"
-    );
+    assert!(count("\"ph\":\"s\"") >= 24, "each timer wake is a flow arrow");
     assert!(count("\"ph\":\"C\"") > 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -610,10 +534,7 @@ fn chat_messages_arrive_in_delay_order() {
             })
             .collect();
         assert_eq!(delays.len(), 5, "{out}");
-        assert!(
-            delays.windows(2).all(|w| w[0] <= w[1]),
-            "seed {seed}: {out}"
-        );
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "seed {seed}: {out}");
         assert!(delays.iter().all(|d| (0.5..=2.0).contains(d)));
         for user in ["Alice: Hello!", "Bob:", "Charlie:", "Diana:", "Evan:"] {
             assert!(out.contains(user), "{user} in {out}");

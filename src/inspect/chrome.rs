@@ -59,9 +59,7 @@ fn tid(track: Track) -> u32 {
 pub fn render(model: &Model) -> String {
     let mut ev: Vec<String> = Vec::new();
     ev.push(r#"{"ph":"M","name":"process_name","pid":1,"tid":0,"args":{"name":"looplab"}}"#.into());
-    ev.push(
-        r#"{"ph":"M","name":"thread_name","pid":1,"tid":0,"args":{"name":"callbacks"}}"#.into(),
-    );
+    ev.push(r#"{"ph":"M","name":"thread_name","pid":1,"tid":0,"args":{"name":"callbacks"}}"#.into());
     for t in model.tasks_in_order() {
         ev.push(format!(
             r#"{{"ph":"M","name":"thread_name","pid":1,"tid":{},"args":{{"name":{}}}}}"#,
@@ -123,8 +121,5 @@ pub fn render(model: &Model) -> String {
             *t as f64 / 1000.0
         ));
     }
-    format!(
-        "{{\"traceEvents\":[\n{}\n],\"displayTimeUnit\":\"ms\"}}\n",
-        ev.join(",\n")
-    )
+    format!("{{\"traceEvents\":[\n{}\n],\"displayTimeUnit\":\"ms\"}}\n", ev.join(",\n"))
 }

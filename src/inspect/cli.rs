@@ -61,10 +61,7 @@ impl Out {
     /// A buffer; read it through the returned [`Captured`].
     pub fn capture() -> (Out, Captured) {
         let buf = Rc::new(RefCell::new(Vec::new()));
-        (
-            Out(Rc::new(RefCell::new(Buffer(buf.clone())))),
-            Captured(buf),
-        )
+        (Out(Rc::new(RefCell::new(Buffer(buf.clone())))), Captured(buf))
     }
 
     /// What `write!`/`writeln!` call. Write errors (a closed pipe) are ignored: the
@@ -160,9 +157,7 @@ impl Args {
                 "--timeline" => args.timeline = true,
                 "--table" => args.table = true,
                 "--trace-json" => {
-                    let file = it
-                        .next()
-                        .ok_or_else(|| UsageError("--trace-json needs a FILE".into()))?;
+                    let file = it.next().ok_or_else(|| UsageError("--trace-json needs a FILE".into()))?;
                     args.trace_json = Some(PathBuf::from(file));
                 }
                 o if o.starts_with("--") => {
@@ -175,9 +170,7 @@ impl Args {
                     }
                     let value = match inline {
                         Some(v) => v,
-                        None => it
-                            .next()
-                            .ok_or_else(|| UsageError(format!("{name} needs a value")))?,
+                        None => it.next().ok_or_else(|| UsageError(format!("{name} needs a value")))?,
                     };
                     args.options.push((name.to_string(), value));
                 }
@@ -185,56 +178,37 @@ impl Args {
             }
         }
         if args.positional.len() != spec.positional.len() {
-            return Err(UsageError(
-                if args.positional.len() < spec.positional.len() {
-                    format!(
-                        "missing {}",
-                        spec.positional[args.positional.len()..].join(" ")
-                    )
-                } else {
-                    format!(
-                        "unexpected argument {}",
-                        args.positional[spec.positional.len()]
-                    )
-                },
-            ));
+            return Err(UsageError(if args.positional.len() < spec.positional.len() {
+                format!("missing {}", spec.positional[args.positional.len()..].join(" "))
+            } else {
+                format!("unexpected argument {}", args.positional[spec.positional.len()])
+            }));
         }
         Ok(args)
     }
 
     /// The value of an option (the last one given wins).
     pub fn option(&self, name: &str) -> Option<&str> {
-        self.options
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.options.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// An option parsed as a number; a usage error if it is not one.
     pub fn option_u64(&self, name: &str) -> Result<Option<u64>, UsageError> {
         self.option(name)
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| UsageError(format!("{name} must be a whole number, not {v:?}")))
-            })
+            .map(|v| v.parse().map_err(|_| UsageError(format!("{name} must be a whole number, not {v:?}"))))
             .transpose()
     }
 
     /// Positional argument `i` parsed as a number; a usage error if it is not one.
     pub fn positional_u64(&self, i: usize, what: &str) -> Result<u64, UsageError> {
         let v = &self.positional[i];
-        v.parse()
-            .map_err(|_| UsageError(format!("{what} must be a whole number, not {v:?}")))
+        v.parse().map_err(|_| UsageError(format!("{what} must be a whole number, not {v:?}")))
     }
 
     /// The same arguments with `--fast` set or cleared (the `chapter5` runner passes its
     /// own flags on to each scenario).
     pub fn with_fast(&self, fast: bool) -> Args {
-        Args {
-            fast,
-            ..self.clone()
-        }
+        Args { fast, ..self.clone() }
     }
 }
 
@@ -257,21 +231,12 @@ impl Deref for Session {
 impl Session {
     /// Build the loop for `args`.
     pub fn new(args: &Args) -> Session {
-        let lp = if args.fast {
-            EventLoop::new_virtual()
-        } else {
-            EventLoop::new()
-        };
+        let lp = if args.fast { EventLoop::new_virtual() } else { EventLoop::new() };
         if args.trace {
             lp.add_trace_sink(Printer::default());
         }
-        let inspector = (args.timeline || args.table || args.trace_json.is_some())
-            .then(|| Inspector::attach(&lp));
-        Session {
-            lp,
-            inspector,
-            args: args.clone(),
-        }
+        let inspector = (args.timeline || args.table || args.trace_json.is_some()).then(|| Inspector::attach(&lp));
+        Session { lp, inspector, args: args.clone() }
     }
 
     /// The inspector, if a flag asked for one.
@@ -294,11 +259,7 @@ impl Session {
         }
         if let Some(path) = &self.args.trace_json {
             std::fs::write(path, ins.chrome_json())?;
-            writeln!(
-                out,
-                "\ntrace written to {} (open it in ui.perfetto.dev)",
-                path.display()
-            );
+            writeln!(out, "\ntrace written to {} (open it in ui.perfetto.dev)", path.display());
         }
         Ok(())
     }
@@ -338,9 +299,7 @@ pub type RunFn = fn(&Args, &Out) -> Result<(), RunError>;
 /// Parse, run, and turn the outcome into an exit status: 0, 1 (an error), 2 (usage).
 /// Usage errors go to `err` as the usage line plus what was wrong.
 pub fn run_with(spec: &Spec, run: RunFn, argv: Vec<String>, out: &Out, err: &mut dyn Write) -> i32 {
-    let result = Args::parse(spec, argv)
-        .map_err(RunError::Usage)
-        .and_then(|args| run(&args, out));
+    let result = Args::parse(spec, argv).map_err(RunError::Usage).and_then(|args| run(&args, out));
     match result {
         Ok(()) => 0,
         Err(RunError::Usage(e)) => {

@@ -54,9 +54,7 @@ use crate::events::{Inner, LoopHandle};
 use crate::task::{TaskId, TaskState};
 use crate::trace::{EventKind, Outcome, TraceEvent, TraceSink, WakeSource};
 
-pub use snapshot::{
-    CallbackKind, IoSource, LoopSnapshot, ReadyEntry, RunningNow, TaskInfo, TimerEntry,
-};
+pub use snapshot::{CallbackKind, IoSource, LoopSnapshot, ReadyEntry, RunningNow, TaskInfo, TimerEntry};
 
 /// What one slice of the loop's time was spent on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -215,9 +213,7 @@ impl Model {
             self.close_callback(now);
         }
         match &ev.kind {
-            IterationStarted {
-                iteration, ready, ..
-            } => {
+            IterationStarted { iteration, ready, .. } => {
                 self.iterations = *iteration;
                 self.ready_len.push((now, *ready));
             }
@@ -248,13 +244,7 @@ impl Model {
             TaskWoken { task, by } => {
                 let from_slice = self.current_slice();
                 let flow = self.flows.len();
-                self.flows.push(Flow {
-                    from_slice,
-                    to: *task,
-                    by: *by,
-                    at: now,
-                    iteration: self.iterations,
-                });
+                self.flows.push(Flow { from_slice, to: *task, by: *by, at: now, iteration: self.iterations });
                 if let Some(t) = self.tasks.get_mut(task) {
                     if t.state == TaskState::Waiting {
                         t.idle += now - t.last_change;
@@ -313,10 +303,7 @@ impl Model {
     /// A poll returned (Pending, Ready, or a panic), or a task finished without a poll
     /// (cancelled before its next step).
     fn end_poll(&mut self, task: TaskId, now: Nanos, outcome: Option<Outcome>) {
-        let cpu = self
-            .poll_started
-            .take()
-            .map(|s| s.elapsed().as_nanos() as u64);
+        let cpu = self.poll_started.take().map(|s| s.elapsed().as_nanos() as u64);
         let Some(t) = self.tasks.get_mut(&task) else {
             return;
         };
@@ -379,24 +366,15 @@ pub struct Inspector {
 impl fmt::Debug for Inspector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.model.borrow();
-        f.debug_struct("Inspector")
-            .field("tasks", &m.tasks.len())
-            .field("slices", &m.slices.len())
-            .finish()
+        f.debug_struct("Inspector").field("tasks", &m.tasks.len()).field("slices", &m.slices.len()).finish()
     }
 }
 
 impl Inspector {
     /// Attach a new inspector to `lp` and return a handle to read it.
     pub fn attach(lp: &LoopHandle) -> Inspector {
-        let model = Model {
-            virtual_clock: lp.is_virtual(),
-            ..Model::default()
-        };
-        let ins = Inspector {
-            model: Rc::new(RefCell::new(model)),
-            lp: Rc::downgrade(&lp.inner),
-        };
+        let model = Model { virtual_clock: lp.is_virtual(), ..Model::default() };
+        let ins = Inspector { model: Rc::new(RefCell::new(model)), lp: Rc::downgrade(&lp.inner) };
         lp.add_trace_sink(ins.clone());
         ins
     }
@@ -425,11 +403,9 @@ impl Inspector {
 impl TraceSink for Inspector {
     fn event(&mut self, event: &TraceEvent) {
         let spawned_at = match &event.kind {
-            EventKind::TaskCreated { task, .. } => self.lp.upgrade().and_then(|inner| {
-                LoopHandle { inner }
-                    .task_spawned_at(*task)
-                    .map(|l| l.to_string())
-            }),
+            EventKind::TaskCreated { task, .. } => {
+                self.lp.upgrade().and_then(|inner| LoopHandle { inner }.task_spawned_at(*task).map(|l| l.to_string()))
+            }
             _ => None,
         };
         self.model.borrow_mut().apply(event, spawned_at);

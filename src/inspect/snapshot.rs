@@ -206,32 +206,22 @@ impl LoopHandle {
         let inner = &self.inner;
         let running = match inner.current.get() {
             Running::Idle => RunningNow::Idle,
-            Running::Task(id) => RunningNow::Task {
-                id,
-                name: self.task_name(id).unwrap_or_default(),
-            },
+            Running::Task(id) => RunningNow::Task { id, name: self.task_name(id).unwrap_or_default() },
             Running::Callback(c) => RunningNow::Callback(c),
             Running::Timer(c) => RunningNow::Timer(c),
             Running::Io(t) => RunningNow::Io(t),
             Running::Remote => RunningNow::Remote,
         };
         let callbacks = inner.callbacks.borrow();
-        let kind_of = |id: CallbackId| {
-            callbacks
-                .get(id.index as usize)
-                .filter(|s| s.seq == id.seq)
-                .map(|s| callback_kind(&s.f))
-        };
+        let kind_of =
+            |id: CallbackId| callbacks.get(id.index as usize).filter(|s| s.seq == id.seq).map(|s| callback_kind(&s.f));
         let (ready, ready_capacity) = {
             let q = inner.ready.borrow();
             let list = q
                 .iter()
                 .map(|r| match *r {
                     Ready::Task(t) => ReadyEntry::Task(t),
-                    Ready::Callback(id) => ReadyEntry::Callback {
-                        id,
-                        kind: kind_of(id),
-                    },
+                    Ready::Callback(id) => ReadyEntry::Callback { id, kind: kind_of(id) },
                 })
                 .collect();
             (list, q.capacity())
@@ -250,12 +240,9 @@ impl LoopHandle {
             let entries: Vec<TimerEntry> = callbacks
                 .iter()
                 .filter_map(|(index, s)| {
-                    let key = s.timer?;
+                    let key = s.timer_key()?;
                     Some(TimerEntry {
-                        id: CallbackId {
-                            index: index as u32,
-                            seq: s.seq,
-                        },
+                        id: CallbackId { index: index as u32, seq: s.seq },
                         kind: callback_kind(&s.f),
                         placement: q.placement(key),
                     })
@@ -309,9 +296,7 @@ impl LoopSnapshot {
 
     /// The live timer that will wake `task`, if any (a `sleep` in progress).
     pub fn timer_for(&self, task: TaskId) -> Option<&TimerEntry> {
-        self.timer_entries
-            .iter()
-            .find(|e| e.kind == CallbackKind::WakeTask(task))
+        self.timer_entries.iter().find(|e| e.kind == CallbackKind::WakeTask(task))
     }
 
     /// The Rust frames on the call stack right now, outermost first, as this runtime's code
@@ -416,13 +401,7 @@ pub(crate) fn write_timer_levels(f: &mut fmt::Formatter<'_>, t: &TimerSnapshot) 
                 write!(f, "  L{} [", level.level)?;
                 for (i, s) in level.slots.iter().enumerate() {
                     let sep = if i == 0 { "" } else { ", " };
-                    write!(
-                        f,
-                        "{sep}slot {}: {} @{}",
-                        s.slot,
-                        s.entries,
-                        fmt_secs(s.earliest)
-                    )?;
+                    write!(f, "{sep}slot {}: {} @{}", s.slot, s.entries, fmt_secs(s.earliest))?;
                 }
                 f.write_str("]")?;
             }
@@ -437,26 +416,12 @@ pub(crate) fn write_timer_levels(f: &mut fmt::Formatter<'_>, t: &TimerSnapshot) 
 
 impl fmt::Display for LoopSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let clock = if self.virtual_clock {
-            "virtual clock"
-        } else {
-            "real clock"
-        };
+        let clock = if self.virtual_clock { "virtual clock" } else { "real clock" };
         let status = if self.closed { "  CLOSED" } else { "" };
-        writeln!(
-            f,
-            "== loop snapshot  t={}  iteration={}  {clock}{status} ==",
-            fmt_secs(self.time),
-            self.iteration
-        )?;
+        writeln!(f, "== loop snapshot  t={}  iteration={}  {clock}{status} ==", fmt_secs(self.time), self.iteration)?;
         writeln!(f, "running  {}", self.running)?;
         writeln!(f, "stack    {}", self.call_stack().join(" > "))?;
-        write!(
-            f,
-            "ready    VecDeque<Ready>  len={} cap={}  [",
-            self.ready.len(),
-            self.ready_capacity
-        )?;
+        write!(f, "ready    VecDeque<Ready>  len={} cap={}  [", self.ready.len(), self.ready_capacity)?;
         for (i, r) in self.ready.iter().enumerate() {
             let sep = if i == 0 { "" } else { ", " };
             write!(f, "{sep}{r}")?;
@@ -490,11 +455,7 @@ impl fmt::Display for LoopSnapshot {
         }
         write_timer_levels(f, &self.timers)?;
         writeln!(f)?;
-        write!(
-            f,
-            "reactor  mio::Poll        sources={}",
-            self.io_sources.len()
-        )?;
+        write!(f, "reactor  mio::Poll        sources={}", self.io_sources.len())?;
         for s in &self.io_sources {
             let dir = match (s.reader, s.writer) {
                 (true, true) => "RW",

@@ -28,28 +28,12 @@ use crate::trace::fmt_secs;
 /// Render the table as text (one header line, one line per task).
 pub fn render(model: &Model) -> String {
     let tasks = model.tasks_in_order();
-    let name_w = tasks
-        .iter()
-        .map(|t| t.name.chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 24);
+    let name_w = tasks.iter().map(|t| t.name.chars().count()).max().unwrap_or(4).clamp(4, 24);
     let woken: Vec<String> = tasks
         .iter()
-        .map(|t| {
-            t.woken_by
-                .iter()
-                .map(|(k, n)| format!("{k} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+        .map(|t| t.woken_by.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "))
         .collect();
-    let woken_w = woken
-        .iter()
-        .map(|w| w.chars().count())
-        .max()
-        .unwrap_or(8)
-        .max(8);
+    let woken_w = woken.iter().map(|w| w.chars().count()).max().unwrap_or(8).max(8);
     let cpu = !model.virtual_clock;
     let mut out = String::new();
     let _ = write!(
@@ -60,11 +44,7 @@ pub fn render(model: &Model) -> String {
     if cpu {
         let _ = write!(out, "{:>9} ", "CPU");
     }
-    let _ = writeln!(
-        out,
-        "{:>5} {:>5}  {:<woken_w$}  SPAWNED AT",
-        "POLLS", "WAKES", "WOKEN BY"
-    );
+    let _ = writeln!(out, "{:>5} {:>5}  {:<woken_w$}  SPAWNED AT", "POLLS", "WAKES", "WOKEN BY");
     for (t, w) in tasks.iter().zip(&woken) {
         let end = t.finished.as_ref().map_or(model.end, |(at, _)| *at);
         // The interval since the last event counts as the state the task is in.

@@ -41,27 +41,16 @@ pub fn render(model: &Model, width: usize) -> String {
         .flat_map(|k| [10, 20, 25, 50].map(|m| m * 10u64.pow(k) / 10))
         .find(|&step| step > 0 && end.div_ceil(step) < width as u64)
         .unwrap_or(end);
-    let cols = if by_iteration {
-        (last_iter as usize + 1).min(width)
-    } else {
-        (end.div_ceil(per_col) as usize + 1).max(2)
-    };
+    let cols =
+        if by_iteration { (last_iter as usize + 1).min(width) } else { (end.div_ceil(per_col) as usize + 1).max(2) };
     // Column of an event at loop time `t` in iteration `i`: 0 ..= cols-1.
     let col = |t: Nanos, i: u64| -> usize {
-        if by_iteration {
-            (i as usize).min(cols - 1)
-        } else {
-            ((t / per_col) as usize).min(cols - 1)
-        }
+        if by_iteration { (i as usize).min(cols - 1) } else { ((t / per_col) as usize).min(cols - 1) }
     };
     let tasks = model.tasks_in_order();
     let label = |id: String, name: &str| format!("{id} {name}");
-    let label_w = tasks
-        .iter()
-        .map(|t| label(t.id.to_string(), &t.name).chars().count())
-        .max()
-        .unwrap_or(0)
-        .clamp(9, 28);
+    let label_w =
+        tasks.iter().map(|t| label(t.id.to_string(), &t.name).chars().count()).max().unwrap_or(0).clamp(9, 28);
     let mut out = String::new();
     if by_iteration {
         let _ = writeln!(
@@ -70,12 +59,7 @@ pub fn render(model: &Model, width: usize) -> String {
             fmt_secs(model.end)
         );
     } else {
-        let _ = writeln!(
-            out,
-            "timeline: 0.000s .. {}, 1 column = {}",
-            fmt_secs(model.end),
-            fmt_secs(per_col)
-        );
+        let _ = writeln!(out, "timeline: 0.000s .. {}, 1 column = {}", fmt_secs(model.end), fmt_secs(per_col));
     }
     // Ruler: a '+' every 10 columns, the loop time (or iteration) of that column under it.
     let mut ruler = String::new();
@@ -83,11 +67,7 @@ pub fn render(model: &Model, width: usize) -> String {
     for c in 0..cols {
         if c % 10 == 0 {
             ruler.push('+');
-            let t = if by_iteration {
-                c.to_string()
-            } else {
-                fmt_secs(c as Nanos * per_col)
-            };
+            let t = if by_iteration { c.to_string() } else { fmt_secs(c as Nanos * per_col) };
             if marks.chars().count() <= c {
                 while marks.chars().count() < c {
                     marks.push(' ');
@@ -130,10 +110,7 @@ pub fn render(model: &Model, width: usize) -> String {
                 *cell = '#';
             }
         }
-        let name: String = label(t.id.to_string(), &t.name)
-            .chars()
-            .take(label_w)
-            .collect();
+        let name: String = label(t.id.to_string(), &t.name).chars().take(label_w).collect();
         let tail = match t.state {
             TaskState::Failed => "  FAILED",
             TaskState::Cancelled => "  CANCELLED",
@@ -148,9 +125,6 @@ pub fn render(model: &Model, width: usize) -> String {
     }
     let line: String = row.into_iter().collect();
     let _ = writeln!(out, "{:label_w$}  {}", "callbacks", line.trim_end());
-    let _ = writeln!(
-        out,
-        "# polled   : ready, not yet polled   - waiting   (blank) not alive   * callback ran"
-    );
+    let _ = writeln!(out, "# polled   : ready, not yet polled   - waiting   (blank) not alive   * callback ran");
     out
 }
