@@ -7,12 +7,12 @@
 //! Each scenario is its own example file with a `run(&Args, &Out)` function; this runner
 //! includes those files as modules (`#[path]`) and calls them in order, passing its own
 //! flags on (`--fast`, `--trace`, `--timeline`, ...). Task 1 gets the README's arguments
-//! (`5 4`), tasks 2 and 3 none (task 2 its default seed).
+//! (`5 4`), tasks 2, 3 and 4 none (task 2 its default seed; task 4 its default 10 images and
+//! 5 workers, at a 2 % scale under `--fast`).
 //!
-//! To add a scenario (task 4, the pool comparison, when the pools land), add one line to
-//! the `chapter!` list below, `task4_image_processing("task4_image_processing.rs") => [],`,
-//! with its file in `examples/`
-//! exposing `SPEC` and `run` like the others.
+//! To add a scenario, add one line to the `chapter!` list below, with its file in
+//! `examples/` exposing `SPEC` and `run` like the others. Task 4 starts worker processes by
+//! re-running this program, so `main` calls its registry's `run_worker_if_child()` first.
 //!
 //! # What to look for
 //! 1. Each scenario builds its own loop: nothing carries over from one to the next.
@@ -21,7 +21,21 @@
 use looplab::inspect::cli::{self, Args, Out, RunError, Spec};
 
 /// The command line.
-pub const SPEC: Spec = Spec { name: "chapter5", usage: "", positional: &[], options: &[] };
+pub const SPEC: Spec = Spec { name: "chapter5", usage: "[--tasks 1,2,3,4]", positional: &[], options: &["--tasks"] };
+
+/// Which scenarios `--tasks` selects (1-based, in the list's order); all when absent.
+fn selected(args: &Args) -> Result<Vec<usize>, cli::UsageError> {
+    let Some(list) = args.option("--tasks") else {
+        return Ok((1..=SCENARIOS.len()).collect());
+    };
+    list.split(',')
+        .map(|t| {
+            t.trim().parse::<usize>().ok().filter(|n| (1..=SCENARIOS.len()).contains(n)).ok_or_else(|| {
+                cli::UsageError(format!("--tasks takes numbers from 1 to {}, not {t:?}", SCENARIOS.len()))
+            })
+        })
+        .collect()
+}
 
 /// Declares each scenario as a module (its example file) with the arguments it gets, and
 /// `run` calls them in order.
@@ -44,11 +58,14 @@ chapter! {
     task1_order_processing("task1_order_processing.rs") => ["5", "4"],
     task2_smart_home("task2_smart_home.rs") => [],
     task3_ecommerce_analytics("task3_ecommerce_analytics.rs") => [],
+    task4_image_processing("task4_image_processing.rs") => [],
 }
 
 /// Run every scenario with this runner's flags plus its own arguments.
 pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
-    for (i, (name, spec, run, extra)) in SCENARIOS.iter().enumerate() {
+    let chosen = selected(args)?;
+    for (i, &n) in chosen.iter().enumerate() {
+        let (name, spec, run, extra) = &SCENARIOS[n - 1];
         if i > 0 {
             writeln!(out);
             writeln!(out);
@@ -76,5 +93,7 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
 
 #[allow(dead_code)] // unused when another program includes this file with #[path]
 fn main() {
+    // Task 4's process pool re-runs this binary as its workers: they serve jobs here and exit.
+    task4_image_processing::registry().run_worker_if_child();
     cli::main(&SPEC, run)
 }

@@ -1,6 +1,6 @@
 //! Pool overhead benchmark: the trivial job `x + 1` on both pools, 2 workers.
 //!
-//! Run: `cargo run --release --example pool_bench`
+//! Run: `cargo run --release --example pool_bench` (`-- --fast`: 1/20 of the jobs, for CI).
 //! Compare with CPython: `python3 ../shared/peers/pool_peers.py thread|process roundtrip|map`.
 //!
 //! What to look for:
@@ -11,6 +11,9 @@
 //!    flight per worker, so pipe latency overlaps with work.
 //! 3. `map` with chunksize 1,000 sends one frame per chunk: per-job cost is
 //!    then just encoding, decoding and `x + 1`.
+//! 4. "on the loop" rows: the same round trip awaited from a looplab task
+//!    (`run_in_executor` / `run_in_process`), the result handed back with
+//!    `call_soon_threadsafe` (pool/bridge.rs): the loop's share of the cost.
 //!
 //! The same in Python: `with ProcessPoolExecutor(2) as ex: list(ex.map(inc, range(100_000), chunksize=1000))`.
 
@@ -31,7 +34,15 @@ fn report(name: &str, n: usize, t: Instant) {
 fn main() {
     let registry = Registry::new().register("inc", inc);
     registry.run_worker_if_child(); // workers stop here; see Registry docs
-    let (rt, mp) = (20_000usize, 100_000usize);
+    let fast = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--fast") => true,
+        Some(other) => {
+            eprintln!("pool_bench: unknown argument '{other}'\nusage: pool_bench [--fast]");
+            std::process::exit(2);
+        }
+    };
+    let (rt, mp) = if fast { (1_000usize, 5_000usize) } else { (20_000usize, 100_000usize) };
 
     let threads = ThreadPool::new(2).expect("thread pool");
     threads.submit(|| 0).result().unwrap(); // warm up
@@ -44,6 +55,17 @@ fn main() {
     let sum: i64 = threads.map(inc, 0..mp as i64).map(Result::unwrap).sum();
     assert_eq!(sum, (mp * (mp + 1) / 2) as i64);
     report("thread  map", mp, t);
+    let lp = looplab::EventLoop::new();
+    let (threads, h) = (std::rc::Rc::new(threads), lp.handle());
+    let t = Instant::now();
+    let pool = threads.clone();
+    lp.run_until_complete(async move {
+        for i in 0..rt as i64 {
+            assert_eq!(h.run_in_executor(&pool, move || inc(i)).await, Ok(i + 1));
+        }
+    })
+    .unwrap();
+    report("thread  roundtrip on the loop", rt, t);
     drop(threads);
 
     let procs = ProcessPool::new(2, registry).expect("process pool");
@@ -53,6 +75,16 @@ fn main() {
         assert_eq!(procs.submit::<i64, i64>("inc", i).result(), Ok(i + 1));
     }
     report("process roundtrip", rt, t);
+    let procs = std::rc::Rc::new(procs);
+    let (p2, h) = (procs.clone(), lp.handle());
+    let t = Instant::now();
+    lp.run_until_complete(async move {
+        for i in 0..rt as i64 {
+            assert_eq!(h.run_in_process::<i64, i64>(&p2, "inc", i).await, Ok(i + 1));
+        }
+    })
+    .unwrap();
+    report("process roundtrip on the loop", rt, t);
     // chunksize 1000 runs twice: the first run also pays for growing the
     // buffers of the manager and workers to chunk size (cold), the second not.
     for (chunksize, label) in [(1, ""), (1000, " (cold)"), (1000, " (warm)")] {

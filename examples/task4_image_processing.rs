@@ -42,9 +42,17 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use looplab::LoopHandle;
+use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec, UsageError};
 use looplab::pool::{ProcessPool, Registry, ThreadPool};
-use looplab::trace::Printer;
-use looplab::{EventLoop, LoopHandle};
+
+/// The command line.
+pub const SPEC: Spec = Spec {
+    name: "task4_image_processing",
+    usage: "[--images N] [--workers N] [--scale X]",
+    positional: &[],
+    options: &["--images", "--workers", "--scale"],
+};
 
 /// Photo sizes in MB, as the material lists them (repeated for more images).
 const SIZES_MB: [u64; 10] = [2, 5, 3, 8, 4, 6, 2, 7, 3, 5];
@@ -53,8 +61,10 @@ const WIDTH: usize = 1000;
 /// Filter passes per image.
 const PASSES: usize = 24;
 
-/// The functions worker processes can run, by name (the process pool's registry).
-fn registry() -> Registry {
+/// The functions worker processes can run, by name (the process pool's registry). A program
+/// that runs this scenario (this example, `chapter5`) calls
+/// `registry().run_worker_if_child()` first thing in `main`.
+pub fn registry() -> Registry {
     Registry::new().register("filter", filter_job).register("calibrate", calibrate_job)
 }
 
@@ -63,48 +73,29 @@ struct Opts {
     images: usize,
     workers: usize,
     scale: f64,
-    trace: bool,
 }
 
-fn usage(msg: &str) -> ! {
-    eprintln!("task4_image_processing: {msg}");
-    eprintln!("usage: task4_image_processing [--images N] [--workers N] [--scale X] [--fast] [--trace]");
-    std::process::exit(2);
-}
-
-fn parse_args() -> Opts {
-    let mut o = Opts { images: 10, workers: 5, scale: 1.0, trace: false };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = |name: &str| args.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
-        match a.as_str() {
-            "--images" => {
-                o.images = val("--images")
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .unwrap_or_else(|| usage("--images must be a whole number from 1 to 1000"))
-            }
-            "--workers" => {
-                o.workers = val("--workers")
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=64).contains(n))
-                    .unwrap_or_else(|| usage("--workers must be a whole number from 1 to 64"))
-            }
-            "--scale" => {
-                o.scale = val("--scale")
-                    .parse()
-                    .ok()
-                    .filter(|x: &f64| x.is_finite() && *x > 0.0 && *x <= 4.0)
-                    .unwrap_or_else(|| usage("--scale must be a number above 0 and at most 4"))
-            }
-            "--fast" => o.scale = 0.02,
-            "--trace" => o.trace = true,
-            other => usage(&format!("unknown argument '{other}'")),
-        }
+/// Read `--images`, `--workers`, `--scale` (`--fast` means a 2 % scale unless `--scale` is
+/// given): usage errors name the argument.
+fn opts(args: &Args) -> Result<Opts, UsageError> {
+    let images = args.option_u64("--images")?.unwrap_or(10);
+    if !(1..=1000).contains(&images) {
+        return Err(UsageError("--images must be from 1 to 1000".into()));
     }
-    o
+    let workers = args.option_u64("--workers")?.unwrap_or(5);
+    if !(1..=64).contains(&workers) {
+        return Err(UsageError("--workers must be from 1 to 64".into()));
+    }
+    let scale = match args.option("--scale") {
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x > 0.0 && *x <= 4.0)
+            .ok_or_else(|| UsageError(format!("--scale must be a number above 0 and at most 4, not {v:?}")))?,
+        None if args.fast => 0.02,
+        None => 1.0,
+    };
+    Ok(Opts { images: images as usize, workers: workers as usize, scale })
 }
 
 /// One photo: its name, nominal size and generated pixels.
@@ -176,23 +167,23 @@ fn calibrate_job(rounds: u64) -> u64 {
     acc
 }
 
-fn banner(lines: &[&str]) {
-    println!("{}", "=".repeat(70));
+fn banner(out: &Out, lines: &[&str]) {
+    writeln!(out, "{}", "=".repeat(70));
     for l in lines {
-        println!("    {l}");
+        writeln!(out, "    {l}");
     }
-    println!("{}", "=".repeat(70));
+    writeln!(out, "{}", "=".repeat(70));
 }
 
-fn section(title: &str, detail: &str) {
-    println!("\n{}", "-".repeat(70));
-    println!("{title}");
-    println!("   {detail}");
-    println!("{}", "-".repeat(70));
+fn section(out: &Out, title: &str, detail: &str) {
+    writeln!(out, "\n{}", "-".repeat(70));
+    writeln!(out, "{title}");
+    writeln!(out, "   {detail}");
+    writeln!(out, "{}", "-".repeat(70));
 }
 
-fn processed(name: &str, mb: u64, pixels: u64) {
-    println!("📷 Processed: {name} ({mb}MB) - {} pixels", thousands(pixels));
+fn processed(out: &Out, name: &str, mb: u64, pixels: u64) {
+    writeln!(out, "📷 Processed: {name} ({mb}MB) - {} pixels", thousands(pixels));
 }
 
 fn thousands(n: u64) -> String {
@@ -229,34 +220,26 @@ async fn measure_capacity(lp: &LoopHandle, pool: &ProcessPool, workers: usize, r
 fn main() {
     // The process pool re-runs this program as its workers: they stop here (Python's
     // `if __name__ == "__main__":` guard).
-    let registry = registry();
-    registry.run_worker_if_child();
-    let o = parse_args();
-
-    let lp = EventLoop::new();
-    if o.trace {
-        lp.add_trace_sink(Printer { quiet_iterations: true });
-    }
-    let h = lp.handle();
-    let result = lp.run_until_complete(async move { run(h, o, registry).await });
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            eprintln!("task4_image_processing: {e}");
-            std::process::exit(1);
-        }
-        Err(e) => {
-            eprintln!("task4_image_processing: {e}");
-            std::process::exit(1);
-        }
-    }
+    registry().run_worker_if_child();
+    cli::main(&SPEC, run)
 }
 
-async fn run(lp: LoopHandle, o: Opts, registry: Registry) -> Result<(), String> {
-    banner(&[
-        "IMAGE PROCESSING SERVICE - Performance Comparison",
-        "Sequential vs Thread Pool vs Process Pool Execution",
-    ]);
+/// Run the scenario (also called by `chapter5`).
+pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
+    let o = opts(args)?;
+    let lp = Session::new(args);
+    let h = lp.handle();
+    let result = lp.run_until_complete(compare(h, o, out.clone()))?;
+    lp.finish(out)?;
+    result.map_err(|e| RunError::Io(std::io::Error::other(e)))
+}
+
+async fn compare(lp: LoopHandle, o: Opts, out: Out) -> Result<(), String> {
+    let registry = registry();
+    banner(
+        &out,
+        &["IMAGE PROCESSING SERVICE - Performance Comparison", "Sequential vs Thread Pool vs Process Pool Execution"],
+    );
 
     let t = Instant::now();
     let pool_proc = ProcessPool::new(o.workers, registry).map_err(|e| format!("process pool: {e}"))?;
@@ -265,30 +248,32 @@ async fn run(lp: LoopHandle, o: Opts, registry: Registry) -> Result<(), String> 
 
     let rounds = (200_000_000.0 * o.scale) as u64;
     let (alone, together, capacity) = measure_capacity(&lp, &pool_proc, o.workers, rounds).await;
-    println!(
+    writeln!(
+        out,
         "\n🖥  Machine check: the same CPU loop took {alone:.3} s alone and {together:.3} s in {} processes at once",
         o.workers
     );
-    println!("   → effective parallelism here: {capacity:.2}x (what perfect pools could reach)");
-    println!("   → process pool start-up ({} workers): {:.3} s", o.workers, startup.as_secs_f64());
+    writeln!(out, "   → effective parallelism here: {capacity:.2}x (what perfect pools could reach)");
+    writeln!(out, "   → process pool start-up ({} workers): {:.3} s", o.workers, startup.as_secs_f64());
 
     let images = make_images(&o);
-    println!("\n📁 Processing {} images...", images.len());
+    writeln!(out, "\n📁 Processing {} images...", images.len());
 
     // Method 1: sequential, on the loop's thread.
-    section("🔄 METHOD 1: SEQUENTIAL EXECUTION", "Processing images one by one (like a single worker)");
+    section(&out, "🔄 METHOD 1: SEQUENTIAL EXECUTION", "Processing images one by one (like a single worker)");
     let t = Instant::now();
     let mut seq_sums = Vec::new();
     for img in &images {
         let (sum, n) = filter(img.pixels.clone());
-        processed(&img.name, img.mb, n);
+        processed(&out, &img.name, img.mb, n);
         seq_sums.push(sum);
     }
     let t_seq = t.elapsed().as_secs_f64();
-    println!("\n⏱  Sequential Execution Time: {t_seq:.2} seconds");
+    writeln!(out, "\n⏱  Sequential Execution Time: {t_seq:.2} seconds");
 
     // Method 2: thread pool; each image's completion is printed by its own task.
     section(
+        &out,
         &format!("🧵 METHOD 2: THREAD POOL EXECUTION ({} workers)", o.workers),
         &format!("Like having {} editors working on images simultaneously", o.workers),
     );
@@ -298,10 +283,10 @@ async fn run(lp: LoopHandle, o: Opts, registry: Registry) -> Result<(), String> 
     let mut waiters = Vec::new();
     for (img, px) in images.iter().zip(buffers) {
         let job = lp.run_in_executor(&pool_thr, move || filter(px));
-        let (name, mb) = (img.name.clone(), img.mb);
+        let (name, mb, out) = (img.name.clone(), img.mb, out.clone());
         waiters.push(lp.spawn(async move {
             let (sum, n) = job.await.map_err(|e| format!("{name}: {e}"))?;
-            processed(&name, mb, n);
+            processed(&out, &name, mb, n);
             Ok::<u64, String>(sum)
         }));
     }
@@ -310,10 +295,11 @@ async fn run(lp: LoopHandle, o: Opts, registry: Registry) -> Result<(), String> 
         thr_sums.push(w.await.map_err(|e| e.to_string())??);
     }
     let t_thr = t.elapsed().as_secs_f64();
-    println!("\n⏱  Thread Pool Execution Time: {t_thr:.2} seconds");
+    writeln!(out, "\n⏱  Thread Pool Execution Time: {t_thr:.2} seconds");
 
     // Method 3: process pool; buffers travel through pipes.
     section(
+        &out,
         &format!("⚙  METHOD 3: PROCESS POOL EXECUTION ({} workers)", o.workers),
         &format!("Like having {} separate computers processing images", o.workers),
     );
@@ -321,10 +307,10 @@ async fn run(lp: LoopHandle, o: Opts, registry: Registry) -> Result<(), String> 
     let mut waiters = Vec::new();
     for img in &images {
         let job = lp.run_in_process::<Vec<u8>, (u64, u64)>(&pool_proc, "filter", img.pixels.clone());
-        let (name, mb) = (img.name.clone(), img.mb);
+        let (name, mb, out) = (img.name.clone(), img.mb, out.clone());
         waiters.push(lp.spawn(async move {
             let (sum, n) = job.await.map_err(|e| format!("{name}: {e}"))?;
-            processed(&name, mb, n);
+            processed(&out, &name, mb, n);
             Ok::<u64, String>(sum)
         }));
     }
@@ -333,32 +319,34 @@ async fn run(lp: LoopHandle, o: Opts, registry: Registry) -> Result<(), String> 
         proc_sums.push(w.await.map_err(|e| e.to_string())??);
     }
     let t_proc = t.elapsed().as_secs_f64();
-    println!("\n⏱  Process Pool Execution Time: {t_proc:.2} seconds");
+    writeln!(out, "\n⏱  Process Pool Execution Time: {t_proc:.2} seconds");
 
     if thr_sums != seq_sums || proc_sums != seq_sums {
         return Err("checksums differ between methods: a pool returned a wrong result".into());
     }
 
     let (s_thr, s_proc) = (t_seq / t_thr, t_seq / t_proc);
-    println!();
-    banner(&["📊 PERFORMANCE SUMMARY"]);
-    println!("    Sequential:    {t_seq:.2} seconds");
-    println!("    Thread Pool:   {t_thr:.2} seconds");
-    println!("    Process Pool:  {t_proc:.2} seconds");
-    println!("{}", "-".repeat(70));
-    println!(
+    writeln!(out);
+    banner(&out, &["📊 PERFORMANCE SUMMARY"]);
+    writeln!(out, "    Sequential:    {t_seq:.2} seconds");
+    writeln!(out, "    Thread Pool:   {t_thr:.2} seconds");
+    writeln!(out, "    Process Pool:  {t_proc:.2} seconds");
+    writeln!(out, "{}", "-".repeat(70));
+    writeln!(
+        out,
         "    🚀 Thread Pool Speedup:  {s_thr:.2}x faster ({:.0}% of the measured {capacity:.2}x)",
         100.0 * s_thr / capacity
     );
-    println!(
+    writeln!(
+        out,
         "    🚀 Process Pool Speedup: {s_proc:.2}x faster ({:.0}% of the measured {capacity:.2}x)",
         100.0 * s_proc / capacity
     );
-    println!("    ✔ all {} checksums agree across the three methods", seq_sums.len());
-    println!("{}", "-".repeat(70));
-    println!("    In Rust, threads run CPU work in parallel (no GIL), so the thread pool");
-    println!("    is the natural choice here; the process pool also pays for start-up");
-    println!("    ({:.2} s, before timing) and for copying each image through a pipe.", startup.as_secs_f64());
-    println!("{}", "=".repeat(70));
+    writeln!(out, "    ✔ all {} checksums agree across the three methods", seq_sums.len());
+    writeln!(out, "{}", "-".repeat(70));
+    writeln!(out, "    In Rust, threads run CPU work in parallel (no GIL), so the thread pool");
+    writeln!(out, "    is the natural choice here; the process pool also pays for start-up");
+    writeln!(out, "    ({:.2} s, before timing) and for copying each image through a pipe.", startup.as_secs_f64());
+    writeln!(out, "{}", "=".repeat(70));
     Ok(())
 }

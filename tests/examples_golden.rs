@@ -256,7 +256,9 @@ fn task2_same_seed_same_run_other_seed_other_run() {
 
 #[test]
 fn chapter5_runs_the_scenarios_in_order() {
-    let out = fast(&chapter5::SPEC, chapter5::run, &[]);
+    // Task 4 starts worker processes by re-running the current program, which here is this
+    // test binary: it runs as a real process in `chapter5_with_task4_as_a_process` instead.
+    let out = fast(&chapter5::SPEC, chapter5::run, &["--tasks", "1,2,3"]);
     let t2 = fast(&task2::SPEC, task2::run, &[]);
     let expected = format!(
         ">>> task1_order_processing\n\n{TASK1_5_4}\n\n>>> task2_smart_home\n\n{t2}\n\n>>> task3_ecommerce_analytics\n\n{TASK3}"
@@ -286,21 +288,49 @@ fn bad_arguments_give_usage_and_status_2() {
 }
 
 /// The same, as a real process: the example binary exits with status 2. Uses the binary
-/// `cargo test` builds beside this test (target/debug/examples), building it if missing.
-#[test]
-fn bad_arguments_exit_status_2_as_a_process() {
+/// The path of example `name` as `cargo test` builds it (target/debug/examples), brought
+/// up to date first (a no-op after `cargo test`, which builds the examples; needed when one
+/// test target is run alone).
+fn example_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let debug_dir = exe.parent().unwrap().parent().unwrap(); // target/debug/deps -> target/debug
-    let bin = debug_dir.join("examples").join("task1_order_processing");
-    if !bin.exists() {
+    let bin = debug_dir.join("examples").join(name);
+    {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "task1_order_processing"])
+            .args(["build", "--example", name])
             .env("CARGO_TARGET_DIR", debug_dir.parent().unwrap())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap();
         assert!(status.success());
     }
+    bin
+}
+
+/// The whole chapter as a learner runs it: task 4 included, its pools real (worker processes
+/// are this `chapter5` binary re-run). Its timings vary, so the test checks structure: every
+/// image processed by each method, the same checksums, the summary.
+#[test]
+fn chapter5_with_task4_as_a_process() {
+    let bin = example_bin("chapter5");
+    let out = std::process::Command::new(&bin).args(["--fast", "--tasks", "4"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with(">>> task4_image_processing\n"), "{text}");
+    for method in ["METHOD 1: SEQUENTIAL", "METHOD 2: THREAD POOL EXECUTION (5 workers)", "METHOD 3: PROCESS POOL"] {
+        assert!(text.contains(method), "{method} missing: {text}");
+    }
+    assert_eq!(text.matches("📷 Processed: photo_").count(), 30, "10 images x 3 methods");
+    assert_eq!(text.matches("📷 Processed: photo_004.jpg (8MB) - 160,000 pixels").count(), 3);
+    assert!(text.contains("✔ all 10 checksums agree across the three methods"), "{text}");
+    assert!(text.contains("effective parallelism here:"), "{text}");
+    let bad = std::process::Command::new(&bin).args(["--tasks", "9"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn bad_arguments_exit_status_2_as_a_process() {
+    let bin = example_bin("task1_order_processing");
     let out = std::process::Command::new(&bin).arg("5").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
