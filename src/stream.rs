@@ -24,7 +24,7 @@
 //! are not `Send`, which a single-threaded loop never needs.
 //!
 //! # Invariants
-//! - **S1** Once `next` returned `None`, the helpers stop calling it.
+//! - **A1** Once `next` returned `None`, the helpers stop calling it.
 
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ pub trait AsyncIterator {
     /// The next value, or `None` when exhausted. asyncio: `await it.__anext__()`.
     async fn next(&mut self) -> Option<Self::Item>;
 
-    /// Run `f` on every value, in order (S1). asyncio: `async for x in it: f(x)`.
+    /// Run `f` on every value, in order (A1). asyncio: `async for x in it: f(x)`.
     async fn for_each(mut self, mut f: impl FnMut(Self::Item))
     where
         Self: Sized,

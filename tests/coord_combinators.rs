@@ -120,7 +120,7 @@ fn gather_completes_one_hop_after_last_child() {
     assert_eq!(log.take(), ["child returns, iteration 2", "gather returned, iteration 4"]);
 }
 
-/// Cancelling the task that awaits a gather cancels its children in argument order (C1).
+/// Cancelling the task that awaits a gather cancels its children in argument order (G1).
 /// CPython: test_tasks.py::BaseTaskTests::test_cancel_gather_2
 #[test]
 fn cancelling_gather_cancels_children_in_order() {
@@ -145,7 +145,7 @@ fn cancelling_gather_cancels_children_in_order() {
     assert_eq!(
         log.take(),
         [
-            "a cleanup", // cancel requests in argument order (C1); the children step before
+            "a cleanup", // cancel requests in argument order (G1); the children step before
             "b cleanup", // the task awaiting `outer`, which is woken after them
             "c cleanup",
             "outer cancelled=true",
@@ -385,7 +385,7 @@ fn wait_for_result_at_deadline_is_kept() {
     assert_eq!(log.take(), ["job done t=100", "Ok(7) t=100"]);
 }
 
-/// Cancelling the outer task of wait_for cancels the inner one (C1).
+/// Cancelling the outer task of wait_for cancels the inner one (G1).
 /// CPython: test_waitfor.py::AsyncioWaitForTest::test_cancel_wait_for
 #[test]
 fn cancelling_wait_for_cancels_inner() {
@@ -547,7 +547,7 @@ fn task_group_failure_cancels_siblings_and_body() {
     );
 }
 
-/// Cancelling the parent cancels the children (C1).
+/// Cancelling the parent cancels the children (G1).
 /// CPython: test_taskgroups.py::TestTaskGroup::test_cancellation
 #[test]
 fn task_group_parent_cancel_cancels_children() {

@@ -79,7 +79,7 @@ fn lock_waiters_acquire_in_fifo_order() {
             "release 1",   // c1 and c2 queued behind the main task
             "c1 acquired", // only the first waiter was woken
             "release 2",   // c3 is created now, c2 is woken now
-            "c2 acquired", // c3 could not barge ahead of the woken c2 (L2)
+            "c2 acquired", // c3 could not barge ahead of the woken c2 (V2)
             "release 3",
             "c3 acquired",
             "locked=true", // c3 still holds it
@@ -155,7 +155,7 @@ fn lock_cancel_race_passes_wakeup_on() {
             "A acquired",
             "waiters=2",  // B, C
             "A releases", // wakes B (front), which is about to be dropped...
-            "C acquired", // ... B was dropped woken, so it woke C (L3), one iteration later
+            "C acquired", // ... B was dropped woken, so it woke C (V3), one iteration later
             "C releases",
             "A done=true B cancelled=true", // main's second yield_now comes after C's step
             "locked=false",
@@ -627,7 +627,7 @@ fn semaphore_cancel_before_awoken() {
     assert_eq!(
         log.take(),
         [
-            "done: [true, true, true, false]", // t1's woken permit was passed on to t3 (L3)
+            "done: [true, true, true, false]", // t1's woken permit was passed on to t3 (V3)
             "cancelled: [true, true, false, false]",
         ]
     );

@@ -530,7 +530,7 @@ fn thread_map_results_in_order() {
 }
 
 /// concurrent.futures: an exception in a job is that future's; the worker
-/// goes on (T2).
+/// goes on (H2).
 #[test]
 fn thread_panic_is_an_error_and_the_worker_survives() {
     let pool = ThreadPool::new(1).unwrap();
@@ -628,7 +628,7 @@ fn frames_malformed_are_errors() {
     bad_kind[5] = 99;
     assert_eq!(Frame::parse(&bad_kind), Err(FrameError::UnknownKind { found: 99 }));
     assert_eq!(Frame::parse(&[3, 0, 0, 0]), Err(FrameError::TooShort { len: 3 }));
-    // A forged 4 GiB length fails at once, before any allocation (F1, F2).
+    // A forged 4 GiB length fails at once, before any allocation (M1, M2).
     assert!(matches!(Frame::parse(&[0xff, 0xff, 0xff, 0xff]), Err(FrameError::Oversized { len: 0xffff_ffff, .. })));
     // Name longer than the body.
     let mut long_name = call_frame(1, "x", &[]);
@@ -670,7 +670,7 @@ fn step(s: &mut u64) -> u64 {
     *s
 }
 
-/// Random bytes and random mutations of a good frame never panic (F3).
+/// Random bytes and random mutations of a good frame never panic (M3).
 #[test]
 fn frames_random_garbage_never_panics() {
     let mut rng = 0x5eed_u64;

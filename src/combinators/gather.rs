@@ -2,7 +2,7 @@
 //!
 //! `gather` spawns one task per child *at the call* (as asyncio wraps each coroutine in a
 //! task before returning), gives each a done-callback, and counts. The callback of the
-//! last child completes the gather (C2). In fail-fast mode the first failing child completes
+//! last child completes the gather (G2). In fail-fast mode the first failing child completes
 //! it at once with that error, and the other children keep running, unwatched.
 //!
 //! ```text
@@ -11,7 +11,7 @@
 //!   a done ─► cb(a): results[0] = .., remaining 1
 //!   b done ─► cb(b): results[1] = .., remaining 0 ─► wake awaiter ─► Ok([a, b, c])
 //!   fail-fast: cb(x) sees Err(e) ─► wake awaiter ─► Err(e); the others run on
-//!   drop(Gather) before it completed ─► cancel a, b, c (unfinished ones) in order (C1)
+//!   drop(Gather) before it completed ─► cancel a, b, c (unfinished ones) in order (G1)
 //! ```
 //!
 //! # asyncio equivalent
@@ -37,7 +37,7 @@ use crate::task::{Task, TaskId};
 struct Core {
     /// The loop the children run on (to cancel them).
     lp: LoopHandle,
-    /// Children in argument order (C1).
+    /// Children in argument order (G1).
     children: Vec<TaskId>,
     /// Children whose callback has not run yet.
     remaining: usize,
@@ -86,7 +86,7 @@ impl Core {
         self.done
     }
 
-    /// C1: the ids to cancel if the gather is dropped unfinished.
+    /// G1: the ids to cancel if the gather is dropped unfinished.
     fn take_unfinished(&mut self) -> Vec<TaskId> {
         if self.done { Vec::new() } else { std::mem::take(&mut self.children) }
     }
@@ -218,7 +218,7 @@ impl<T: 'static> Future for Gather<T> {
             return Poll::Ready(Err(e));
         }
         let out =
-            s.results.iter_mut().map(|r| r.take().expect("C2: every child reported").expect("no error")).collect();
+            s.results.iter_mut().map(|r| r.take().expect("G2: every child reported").expect("no error")).collect();
         Poll::Ready(Ok(out))
     }
 }
@@ -230,7 +230,7 @@ impl<T: 'static> Future for GatherAll<T> {
         if !s.core.poll_done(cx) {
             return Poll::Pending;
         }
-        Poll::Ready(s.results.iter_mut().map(|r| r.take().expect("C2: every child reported")).collect())
+        Poll::Ready(s.results.iter_mut().map(|r| r.take().expect("G2: every child reported")).collect())
     }
 }
 
@@ -319,10 +319,10 @@ macro_rules! tuple_slots {
             type Values = ($($T,)+);
             type Results = ($(Result<$T, Error>,)+);
             fn values(&self) -> Self::Values {
-                ($(self.$i.borrow_mut().take().expect("C2: every child reported").ok().expect("no error"),)+)
+                ($(self.$i.borrow_mut().take().expect("G2: every child reported").ok().expect("no error"),)+)
             }
             fn results(&self) -> Self::Results {
-                ($(self.$i.borrow_mut().take().expect("C2: every child reported"),)+)
+                ($(self.$i.borrow_mut().take().expect("G2: every child reported"),)+)
             }
         }
     };

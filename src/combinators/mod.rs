@@ -28,18 +28,18 @@
 //! task finishes. A cancelled looplab task is dropped at its next step (K1), and a
 //! destructor cannot await. So when the task awaiting a combinator is cancelled, the
 //! combinator's `Drop` *requests* cancellation of its unfinished children, in argument (or
-//! spawn) order (**C1**); their cleanup runs at their next step, in the iteration after the
+//! spawn) order (**G1**); their cleanup runs at their next step, in the iteration after the
 //! outer task was dropped. Since they were woken before the outer task's own awaiters, their
 //! cleanup still runs before anyone awaiting the outer task resumes. On every other path (a timeout, a failing TaskGroup child) the
 //! combinator is still running and does wait for its children's cleanup, as asyncio does.
 //!
 //! # Invariants
-//! - **C1** Dropping an unfinished `gather`, `wait_for` or task group requests cancellation
+//! - **G1** Dropping an unfinished `gather`, `wait_for` or task group requests cancellation
 //!   of its unfinished children in argument order; `wait`, `as_completed` and `shield`
 //!   never cancel anything.
-//! - **C2** A combinator completes one callback hop after the child that completes it, and
+//! - **G2** A combinator completes one callback hop after the child that completes it, and
 //!   returns results in argument order whatever the completion order.
-//! - **C3** `wait_for` and `timeout` return `Error::Timeout` only after the inner work was
+//! - **G3** `wait_for` and `timeout` return `Error::Timeout` only after the inner work was
 //!   cancelled and its cleanup ran; a result that was ready first is returned instead.
 
 mod gather;

@@ -13,7 +13,7 @@
 //!
 //! # asyncio equivalent
 //! `asyncio.shield(aw)` (`tasks.py`): the outer future is completed by
-//! `_inner_done_callback`, one hop after the inner task finished (C2).
+//! `_inner_done_callback`, one hop after the inner task finished (G2).
 
 use std::cell::RefCell;
 use std::fmt;

@@ -12,7 +12,7 @@
 //!   child fails ─► done cb (one hop later): errors.push(e)
 //!        ─1─► cancel live children in spawn order  ─2─► cancel the body (wake the parent)
 //!   parent's next step: drop(body) ─► wait until live == 0 ─► Err(TaskGroupError { errors })
-//!   drop(TaskGroupRun) unfinished (the parent was cancelled) ─► cancel live children (C1)
+//!   drop(TaskGroupRun) unfinished (the parent was cancelled) ─► cancel live children (G1)
 //! ```
 //!
 //! # asyncio equivalent
@@ -292,7 +292,7 @@ where
 impl<B, Fut: Future> Unpin for TaskGroupRun<B, Fut> {}
 
 impl<B, Fut: Future> Drop for TaskGroupRun<B, Fut> {
-    /// C1: the parent was cancelled (or its body panicked) before the group finished.
+    /// G1: the parent was cancelled (or its body panicked) before the group finished.
     fn drop(&mut self) {
         self.fut = None; // the body first, as asyncio cancels the parent's body first
         if let Some(g) = &self.group {

@@ -2,7 +2,7 @@
 //!
 //! Two shapes, as in asyncio. [`wait_for`] runs the work as a *separate task* and waits for
 //! one of two callbacks: the task finished, or the deadline timer fired. If the task is done
-//! by then, its result wins, even if the timer fired in the same iteration (C3). Otherwise it
+//! by then, its result wins, even if the timer fired in the same iteration (G3). Otherwise it
 //! cancels the task and *waits for it to finish* (its destructors, the cleanup, run at its
 //! next step) before returning `Error::Timeout`.
 //!
@@ -81,7 +81,7 @@ impl Flag {
     }
 }
 
-/// Cancels a task if dropped while armed (C1: the awaiting task was cancelled).
+/// Cancels a task if dropped while armed (G1: the awaiting task was cancelled).
 struct CancelOnDrop {
     /// The loop.
     lp: LoopHandle,
@@ -125,7 +125,7 @@ pub async fn wait_for_task<T: 'static>(mut task: Task<T>, timeout: Duration) -> 
         timer.cancel();
         if task.is_done() {
             guard.armed = false;
-            return task.result(); // C3: the result was there first
+            return task.result(); // G3: the result was there first
         }
     } else if task.is_done() {
         guard.armed = false;
@@ -221,7 +221,7 @@ impl<F: Future> Future for Timeout<F> {
         }
         this.expired.0.borrow_mut().1 = Some(cx.waker().clone());
         if this.expired.is_set() {
-            // The cancellation reaches the body at this await: drop it here (C3).
+            // The cancellation reaches the body at this await: drop it here (G3).
             this.fut = None;
             return Poll::Ready(Err(TimeoutError.into()));
         }

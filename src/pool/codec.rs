@@ -22,8 +22,8 @@
 //! serde format in one impl).
 //!
 //! # Invariants
-//! - **C1** `decode(encode(v)) == v` for every implemented type.
-//! - **C2** Decoding never reads past the slice and never allocates more than
+//! - **D1** `decode(encode(v)) == v` for every implemented type.
+//! - **D2** Decoding never reads past the slice and never allocates more than
 //!   the bytes present justify: a length prefix is checked against the bytes
 //!   left *before* any `Vec::with_capacity`.
 
@@ -46,7 +46,7 @@ impl fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
-/// A read cursor over encoded bytes (C2: every read is bounds-checked).
+/// A read cursor over encoded bytes (D2: every read is bounds-checked).
 #[derive(Debug, Clone)]
 pub struct Decoder<'a> {
     /// The bytes not read yet.
@@ -75,7 +75,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// Reads a `u32` length prefix and checks that at least `len *
-    /// min_item_bytes` bytes follow (C2), so a forged length cannot make us
+    /// min_item_bytes` bytes follow (D2), so a forged length cannot make us
     /// allocate.
     pub fn length(&mut self, min_item_bytes: usize, what: &'static str) -> Result<usize, CodecError> {
         let len = u32::decode(self)? as usize;
@@ -105,10 +105,10 @@ pub trait Codec: Sized {
     const NAME: &'static str;
     /// Appends this value's bytes to `out`.
     fn encode(&self, out: &mut Vec<u8>);
-    /// Reads one value from the front of `input` (C1, C2).
+    /// Reads one value from the front of `input` (D1, D2).
     fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError>;
     /// The fewest bytes one encoded value can take; lets `Vec` reject forged
-    /// lengths before allocating (C2). Zero for zero-sized encodings.
+    /// lengths before allocating (D2). Zero for zero-sized encodings.
     const MIN_BYTES: usize = 1;
     /// Appends the bytes of a run of values (what `Vec<Self>` calls). One at a
     /// time by default; `u8` overrides it with a single copy, so a byte vector
@@ -119,7 +119,7 @@ pub trait Codec: Sized {
         }
     }
     /// Reads `len` values into `out` (what `Vec<Self>` calls; `len` was checked
-    /// against the bytes left, C2). One at a time by default; `u8` copies.
+    /// against the bytes left, D2). One at a time by default; `u8` copies.
     fn decode_many(input: &mut Decoder<'_>, len: usize, out: &mut Vec<Self>) -> Result<(), CodecError> {
         for _ in 0..len {
             out.push(Self::decode(input)?);
@@ -248,12 +248,12 @@ impl Codec for String {
 /// Writes a `u32` length prefix. Longer values cannot cross (a frame is far
 /// smaller than 4 GiB anyway, see `frame::MAX_FRAME_BYTES`).
 fn encode_len(len: usize, out: &mut Vec<u8>) {
-    let len = u32::try_from(len).expect("C1: a value longer than u32::MAX cannot be encoded");
+    let len = u32::try_from(len).expect("D1: a value longer than u32::MAX cannot be encoded");
     len.encode(out);
 }
 
 /// The most items of a zero-byte encoding (`Vec<()>`) we decode: their count
-/// cannot be checked against the bytes left, so it is capped instead (C2).
+/// cannot be checked against the bytes left, so it is capped instead (D2).
 const MAX_ZERO_SIZED_ITEMS: usize = 1 << 20;
 
 /// `Vec<T>`: a `u32` count, then the items. (`Vec<u8>` uses this too: one
@@ -267,7 +267,7 @@ impl<T: Codec> Codec for Vec<T> {
         T::encode_many(self, out);
     }
     fn decode(input: &mut Decoder<'_>) -> Result<Self, CodecError> {
-        // C2: the length is checked against the bytes left before allocating.
+        // D2: the length is checked against the bytes left before allocating.
         let len = input.length(T::MIN_BYTES, "Vec<_>")?;
         if T::MIN_BYTES == 0 && len > MAX_ZERO_SIZED_ITEMS {
             return Err(CodecError {
@@ -331,7 +331,7 @@ tuple_codec!(A B C D);
 mod tests {
     use super::*;
 
-    /// C1 for one value.
+    /// D1 for one value.
     fn round<T: Codec + PartialEq + std::fmt::Debug>(v: T) {
         assert_eq!(from_bytes::<T>(&to_bytes(&v)).unwrap(), v);
     }
@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn forged_lengths_do_not_allocate() {
-        // C2: u32::MAX items claimed, 4 bytes present.
+        // D2: u32::MAX items claimed, 4 bytes present.
         let e = from_bytes::<Vec<u64>>(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).unwrap_err();
         assert!(e.reason.contains("exceeds"), "{e}");
         let v = from_bytes::<Vec<()>>(&[3, 0, 0, 0]).unwrap();

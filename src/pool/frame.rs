@@ -33,13 +33,13 @@
 //! byte in CPython: parent and child are always the same interpreter.
 //!
 //! # Invariants
-//! - **F1** A reader never allocates for bytes it has not received: a length
+//! - **M1** A reader never allocates for bytes it has not received: a length
 //!   is only checked against the bounds, and the buffer grows as data
 //!   arrives, so a forged `len` costs nothing.
-//! - **F2** A header is validated as soon as its bytes are present (version,
+//! - **M2** A header is validated as soon as its bytes are present (version,
 //!   kind and length bounds), so garbage fails fast instead of waiting for
 //!   gigabytes that will never come.
-//! - **F3** Malformed input is a [`FrameError`], never a panic.
+//! - **M3** Malformed input is a [`FrameError`], never a panic.
 
 use std::fmt;
 use std::io::{self, Read};
@@ -51,7 +51,7 @@ pub const HEADER_BYTES: usize = 14;
 /// The smallest legal `len` field: version + kind + id.
 const MIN_LEN: usize = HEADER_BYTES - 4;
 /// The largest legal `len` field (64 MiB): big enough for a chunk of images,
-/// small enough that a forged length is rejected outright (F1).
+/// small enough that a forged length is rejected outright (M1).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 
 /// What a frame asks for or answers.
@@ -68,7 +68,7 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
-    /// Parses the kind byte (F2).
+    /// Parses the kind byte (M2).
     fn from_byte(b: u8) -> Result<FrameKind, FrameError> {
         match b {
             1 => Ok(FrameKind::Call),
@@ -87,7 +87,7 @@ pub(crate) const STATUS_PANICKED: u8 = 1;
 /// The worker could not run the function (e.g. bad argument); a message follows.
 pub(crate) const STATUS_ERROR: u8 = 2;
 
-/// Why bytes are not a valid frame (F3).
+/// Why bytes are not a valid frame (M3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
     /// The version byte is not [`VERSION`]: the peer is another build.
@@ -166,7 +166,7 @@ pub struct Frame<'a> {
 impl<'a> Frame<'a> {
     /// Parses the frame at the front of `bytes`. `Ok(None)` means "valid so
     /// far, need more bytes"; `Ok(Some((frame, used)))` gives the frame and
-    /// how many bytes it took (F2: the header is checked as it arrives).
+    /// how many bytes it took (M2: the header is checked as it arrives).
     pub fn parse(bytes: &'a [u8]) -> Result<Option<(Frame<'a>, usize)>, FrameError> {
         if bytes.len() < 4 {
             return Ok(None);
@@ -262,7 +262,7 @@ impl FrameBuf {
     }
 
     /// Makes room for at least [`READ_CHUNK`] more bytes: first by moving
-    /// unconsumed bytes to the front, then by growing (F1: growth follows
+    /// unconsumed bytes to the front, then by growing (M1: growth follows
     /// received data, one chunk at a time).
     fn reserve_chunk(&mut self) {
         if self.start == self.end {
@@ -309,7 +309,7 @@ impl FrameBuf {
     /// Drops `n` bytes of consumed frames from the front.
     pub fn consume(&mut self, n: usize) {
         self.start += n;
-        debug_assert!(self.start <= self.end, "F1: consumed past the data");
+        debug_assert!(self.start <= self.end, "M1: consumed past the data");
     }
 
     /// Bytes buffered but not consumed.

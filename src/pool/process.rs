@@ -248,14 +248,14 @@ impl Registry {
         if sys::arm_parent_death_signal(parent as libc::pid_t).is_err() {
             sys::exit_now(EXIT_PROTOCOL);
         }
-        // SAFETY: S2. fds 3 and 4 were placed by `child_setup` for us alone;
+        // SAFETY: Y2. fds 3 and 4 were placed by `child_setup` for us alone;
         // nothing else in this fresh process knows about them.
         let fds = unsafe { (sys::adopt(sys::CHILD_CALL_FD), sys::adopt(sys::CHILD_RESULT_FD)) };
         let (Ok(calls), Ok(replies)) = fds else {
             eprintln!("looplab worker: protocol fds 3 and 4 are not open");
             sys::exit_now(EXIT_PROTOCOL);
         };
-        // S1: processes that our jobs start must not inherit the protocol.
+        // Y1: processes that our jobs start must not inherit the protocol.
         let _ = sys::set_cloexec(calls.as_raw_fd());
         let _ = sys::set_cloexec(replies.as_raw_fd());
         let code = worker_loop(self, File::from(calls), File::from(replies), max_tasks as usize);
@@ -1092,7 +1092,7 @@ impl Manager {
     }
 
     /// Edge (6): starts one worker: two `O_CLOEXEC` pipes, fds moved to 3
-    /// and 4 in the child (S3), a pidfd to watch it.
+    /// and 4 in the child (Y3), a pidfd to watch it.
     fn spawn_worker(&mut self) -> io::Result<()> {
         let (call_r, call_w) = sys::pipe_cloexec()?;
         let (res_r, res_w) = sys::pipe_cloexec()?;
@@ -1108,11 +1108,11 @@ impl Manager {
         }
         let (cr, rw, parent) = (call_r.as_raw_fd(), res_w.as_raw_fd(), self.parent);
         let hook = move || {
-            // SAFETY: S3. `pre_exec` runs this between fork and exec in the
+            // SAFETY: Y3. `pre_exec` runs this between fork and exec in the
             // child, where `cr` and `rw` are open (fork copied them).
             unsafe { sys::child_setup(cr, rw, parent) }
         };
-        // SAFETY: S3. The hook only calls `child_setup`, which uses
+        // SAFETY: Y3. The hook only calls `child_setup`, which uses
         // async-signal-safe calls and never allocates.
         unsafe { cmd.pre_exec(hook) };
         let child = cmd.spawn()?;

@@ -13,13 +13,13 @@
 //! Python exposes the same syscalls one-to-one, and so do we.
 //!
 //! # Invariants
-//! - **S1** Every descriptor we create is `O_CLOEXEC` from birth (`pipe2`,
+//! - **Y1** Every descriptor we create is `O_CLOEXEC` from birth (`pipe2`,
 //!   `pidfd_open`, `eventfd` flags), so no other child inherits it; only
 //!   `child_setup`, in the forked child, makes the two protocol fds survive
 //!   `exec`.
-//! - **S2** A raw fd becomes an `OwnedFd` at most once (`adopt`), so it is
+//! - **Y2** A raw fd becomes an `OwnedFd` at most once (`adopt`), so it is
 //!   closed at most once.
-//! - **S3** `child_setup` runs between `fork` and `exec` in a process that
+//! - **Y3** `child_setup` runs between `fork` and `exec` in a process that
 //!   may have had threads: it calls only async-signal-safe functions
 //!   (`fcntl`, `dup2`, `prctl`, `getppid`) and never allocates.
 
@@ -32,15 +32,15 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
-/// A pipe, `(read end, write end)`, both close-on-exec (S1).
+/// A pipe, `(read end, write end)`, both close-on-exec (Y1).
 pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: S1. `fds` is a valid, writable array of two c_ints, as pipe2
+    // SAFETY: Y1. `fds` is a valid, writable array of two c_ints, as pipe2
     // requires; the flags are plain constants.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: S2. pipe2 succeeded, so both fds are open and owned by nobody else.
+    // SAFETY: Y2. pipe2 succeeded, so both fds are open and owned by nobody else.
     let read = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-    // SAFETY: S2, as above, for the write end.
+    // SAFETY: Y2, as above, for the write end.
     let write = unsafe { OwnedFd::from_raw_fd(fds[1]) };
     Ok((read, write))
 }
@@ -56,7 +56,7 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Sets `FD_CLOEXEC` on a raw fd (the worker re-protects its protocol fds
-/// so that processes it starts do not inherit them, S1).
+/// so that processes it starts do not inherit them, Y1).
 pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
     // SAFETY: F_SETFD on any int is memory-safe; a bad fd gives EBADF.
     check(unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) })?;
@@ -67,23 +67,23 @@ pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
 /// 4), after checking that it is open.
 ///
 /// # Safety
-/// S2: nothing else in this process owns `fd` or will close it.
+/// Y2: nothing else in this process owns `fd` or will close it.
 pub(crate) unsafe fn adopt(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD only queries the fd; EBADF if it is not open.
     check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
-    // SAFETY: S2 is the caller's duty; the fd is open (checked above).
+    // SAFETY: Y2 is the caller's duty; the fd is open (checked above).
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `pidfd_open(pid, 0)`: an fd that polls readable when `pid` exits
-/// (Linux 5.3+). It is close-on-exec by definition (S1).
+/// (Linux 5.3+). It is close-on-exec by definition (Y1).
 pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: the syscall takes two integers and returns a new fd or -1.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: S2. A fresh fd returned by the kernel, owned by nobody else.
+    // SAFETY: Y2. A fresh fd returned by the kernel, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
 }
 
@@ -91,7 +91,7 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd takes an initial count and flags; returns a new fd or -1.
     let fd = check(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
-    // SAFETY: S2. A fresh fd owned by nobody else.
+    // SAFETY: Y2. A fresh fd owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -162,7 +162,7 @@ pub(crate) const CHILD_CALL_FD: RawFd = 3;
 /// See [`CHILD_CALL_FD`].
 pub(crate) const CHILD_RESULT_FD: RawFd = 4;
 
-/// Runs in the forked child before `exec` (S3): moves the two protocol fds
+/// Runs in the forked child before `exec` (Y3): moves the two protocol fds
 /// to 3 and 4 (clearing close-on-exec on those copies only), asks for
 /// SIGKILL when the parent thread dies, and bails out if the parent is
 /// already gone.
@@ -173,24 +173,24 @@ pub(crate) const CHILD_RESULT_FD: RawFd = 4;
 pub(crate) unsafe fn child_setup(call_read: RawFd, result_write: RawFd, parent: libc::pid_t) -> io::Result<()> {
     // First copy both fds above 10 so that moving one onto 3 or 4 cannot
     // clobber the other (e.g. if `result_write` happens to be 3).
-    // SAFETY: S3. fcntl(F_DUPFD_CLOEXEC) is async-signal-safe; the copies are
+    // SAFETY: Y3. fcntl(F_DUPFD_CLOEXEC) is async-signal-safe; the copies are
     // close-on-exec, so they vanish at exec.
     let a = check(unsafe { libc::fcntl(call_read, libc::F_DUPFD_CLOEXEC, 10) })?;
-    // SAFETY: S3, as above.
+    // SAFETY: Y3, as above.
     let b = check(unsafe { libc::fcntl(result_write, libc::F_DUPFD_CLOEXEC, 10) })?;
-    // SAFETY: S3. dup2 is async-signal-safe; the new fd has no FD_CLOEXEC,
-    // so exactly these two survive exec (S1).
+    // SAFETY: Y3. dup2 is async-signal-safe; the new fd has no FD_CLOEXEC,
+    // so exactly these two survive exec (Y1).
     check(unsafe { libc::dup2(a, CHILD_CALL_FD) })?;
-    // SAFETY: S3, as above.
+    // SAFETY: Y3, as above.
     check(unsafe { libc::dup2(b, CHILD_RESULT_FD) })?;
     // P3: the kernel SIGKILLs us if the thread that spawned us (the pool's
     // manager thread) ends. Preserved across exec.
-    // SAFETY: S3. prctl with integer arguments is async-signal-safe.
+    // SAFETY: Y3. prctl with integer arguments is async-signal-safe.
     check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
     // If the parent died before prctl, the signal will never come: check.
-    // SAFETY: S3. getppid is async-signal-safe.
+    // SAFETY: Y3. getppid is async-signal-safe.
     if unsafe { libc::getppid() } != parent {
-        // ESRCH: "no such process", our parent. No allocation here (S3).
+        // ESRCH: "no such process", our parent. No allocation here (Y3).
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! completes the job's [`JobFuture`] (or calls the
 //! `on_done` callback of [`ThreadPool::submit_with`]). All workers share one
 //! multi-consumer `crossbeam-channel`: whichever worker is idle takes the next
-//! job, so jobs start in submission order (T1).
+//! job, so jobs start in submission order (H1).
 //!
 //! ```text
 //!   submit(f) --+                         +--> worker 0: loop { recv; run }
@@ -21,17 +21,17 @@
 //! `_worker` loop is `worker_loop`, `shutdown(wait)` is
 //! [`ThreadPool::shutdown`]. CPython starts threads lazily; we start all `n`
 //! at once. A job that raises in Python sets the future's exception; here a
-//! job that panics becomes [`PoolError::Panicked`] and the worker goes on (T2).
+//! job that panics becomes [`PoolError::Panicked`] and the worker goes on (H2).
 //! Unlike CPython under the GIL, these threads run Rust code in parallel.
 //!
 //! # Invariants
-//! - **T1** Jobs are taken from the queue in submission order.
-//! - **T2** A panicking job completes its own future with `Panicked`; the
+//! - **H1** Jobs are taken from the queue in submission order.
+//! - **H2** A panicking job completes its own future with `Panicked`; the
 //!   worker thread survives and takes the next job.
-//! - **T3** After `shutdown`, `submit` returns an already-failed future
+//! - **H3** After `shutdown`, `submit` returns an already-failed future
 //!   (`ShutDown`); jobs queued before it still run (Python's default,
 //!   `cancel_futures=False`).
-//! - **T4** Drop joins every worker: no thread outlives the pool.
+//! - **H4** Drop joins every worker: no thread outlives the pool.
 
 use crate::pool::{JobFuture, PoolError, job_pair, panic_message};
 use crossbeam_channel::{Receiver, Sender};
@@ -45,10 +45,10 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A fixed set of worker threads. concurrent.futures: `ThreadPoolExecutor`.
 pub struct ThreadPool {
-    /// The job queue's sending side; `None` after `shutdown` (T3). Behind a
+    /// The job queue's sending side; `None` after `shutdown` (H3). Behind a
     /// mutex so `shutdown` can take `&self`, as Python's does.
     sender: Mutex<Option<Sender<Job>>>,
-    /// The worker threads, joined by `shutdown(true)` or `Drop` (T4).
+    /// The worker threads, joined by `shutdown(true)` or `Drop` (H4).
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// How many workers were started.
     size: usize,
@@ -64,9 +64,9 @@ impl fmt::Debug for ThreadPool {
 /// concurrent.futures: `thread._worker`.
 fn worker_loop(jobs: Receiver<Job>) {
     // `recv` fails only once every sender is gone *and* the queue is empty,
-    // which is exactly "shut down and drained" (T3).
+    // which is exactly "shut down and drained" (H3).
     while let Ok(job) = jobs.recv() {
-        job(); // never unwinds: the closure built in `submit` catches (T2)
+        job(); // never unwinds: the closure built in `submit` catches (H2)
     }
 }
 
@@ -108,7 +108,7 @@ impl ThreadPool {
         self.sender.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues a boxed job; gives it back if the pool is shut down (T3).
+    /// Queues a boxed job; gives it back if the pool is shut down (H3).
     fn enqueue(&self, job: Job) -> Result<(), Job> {
         match &*self.lock_sender() {
             Some(tx) => tx.send(job).map_err(|e| e.into_inner()),
@@ -155,7 +155,7 @@ impl ThreadPool {
         let job: Job = Box::new(move || {
             let result =
                 catch_unwind(AssertUnwindSafe(f)).map_err(|p| PoolError::Panicked { message: panic_message(&*p) });
-            // A panicking callback must not kill the worker either (T2).
+            // A panicking callback must not kill the worker either (H2).
             let _ = catch_unwind(AssertUnwindSafe(move || on_done(result)));
         });
         self.enqueue(job).map_err(|_| PoolError::ShutDown)
@@ -182,7 +182,7 @@ impl ThreadPool {
         MapResults { futures: futures.into_iter() }
     }
 
-    /// Stops accepting jobs. Queued jobs still run (T3). With `wait`, blocks
+    /// Stops accepting jobs. Queued jobs still run (H3). With `wait`, blocks
     /// until they have and the workers have exited.
     /// concurrent.futures: `executor.shutdown(wait)`.
     pub fn shutdown(&self, wait: bool) {
@@ -190,14 +190,14 @@ impl ThreadPool {
         if wait {
             let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
             for h in handles {
-                let _ = h.join(); // a worker never panics (T2)
+                let _ = h.join(); // a worker never panics (H2)
             }
         }
     }
 }
 
 impl Drop for ThreadPool {
-    /// Shuts down and joins every worker (T4), like leaving a `with` block.
+    /// Shuts down and joins every worker (H4), like leaving a `with` block.
     fn drop(&mut self) {
         self.shutdown(true);
     }

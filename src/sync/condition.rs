@@ -215,8 +215,8 @@ impl Future for ConditionWait {
 impl Drop for ConditionWait {
     fn drop(&mut self) {
         if let Phase::Waiting(w) = &self.phase {
-            self.cond.waiters.borrow_mut().remove(w); // L4
+            self.cond.waiters.borrow_mut().remove(w); // V4
         }
-        // Phase::Reacquire drops its Acquire, which passes a lock wake-up on (L3).
+        // Phase::Reacquire drops its Acquire, which passes a lock wake-up on (V3).
     }
 }

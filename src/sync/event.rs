@@ -1,7 +1,7 @@
 //! `Event`: a flag that tasks can wait for.
 //!
 //! `set()` raises the flag and wakes *every* waiter, in the order they started waiting
-//! (L1). `wait()` returns at once if the flag is up, without yielding to the loop. `clear()`
+//! (V1). `wait()` returns at once if the flag is up, without yielding to the loop. `clear()`
 //! lowers it; a waiter already woken still returns (its wake-up was delivered).
 //!
 //! ```text
@@ -13,7 +13,7 @@
 //!
 //! # asyncio equivalent
 //! `asyncio.Event` (`locks.py`): `set`, `clear`, `is_set`, `wait`. A dropped waiter leaves
-//! the queue (L4), as asyncio's `finally: self._waiters.remove(fut)`.
+//! the queue (V4), as asyncio's `finally: self._waiters.remove(fut)`.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -65,7 +65,7 @@ impl Event {
         if self.inner.value.replace(true) {
             return;
         }
-        // Wake in order, leaving them queued: each removes itself when it runs (L4).
+        // Wake in order, leaving them queued: each removes itself when it runs (V4).
         let waiters: Vec<Rc<Waiter>> = self.inner.waiters.borrow().iter().cloned().collect();
         for w in waiters {
             if !w.is_woken() {
@@ -128,7 +128,7 @@ impl Future for EventWait {
 impl Drop for EventWait {
     fn drop(&mut self) {
         if let Some(w) = self.waiter.take() {
-            self.event.inner.waiters.borrow_mut().remove(&w); // L4
+            self.event.inner.waiters.borrow_mut().remove(&w); // V4
         }
     }
 }

@@ -3,7 +3,7 @@
 //! The state is one flag, `locked`, and a FIFO of waiters. `release` clears the flag and
 //! wakes the *first* waiter only; it does not hand the lock over. The woken waiter takes the
 //! lock when its task next runs. In between, a newcomer sees `locked == false` but also a
-//! non-empty queue, and queues up behind (L2): that is what makes the lock fair.
+//! non-empty queue, and queues up behind (V2): that is what makes the lock fair.
 //!
 //! ```text
 //!   acquire():  !locked && no waiters ─1─► locked = true ─► Ready(LockGuard)
@@ -18,10 +18,10 @@
 //! `_wake_up_first`, and the `except CancelledError` branch (edge 5). `async with lock:`
 //! becomes `let _guard = lock.acquire().await;`: the guard releases on drop, so a forgotten
 //! `release()` or a double release cannot happen. asyncio's condition "every waiter is
-//! cancelled" becomes "no waiters" because a cancelled waiter leaves the queue at once (L4).
+//! cancelled" becomes "no waiters" because a cancelled waiter leaves the queue at once (V4).
 //!
 //! # Invariants
-//! L1 to L4 of the module `sync`.
+//! V1 to V4 of the module `sync`.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -173,7 +173,7 @@ impl Future for Acquire {
         let inner = &self.lock.inner;
         match &self.waiter {
             None => {
-                // Edge 1: free and nobody queued (L2: a woken waiter still counts as queued).
+                // Edge 1: free and nobody queued (V2: a woken waiter still counts as queued).
                 if !inner.locked.get() && inner.waiters.borrow().is_empty() {
                     inner.locked.set(true);
                     self.done = true;
@@ -189,7 +189,7 @@ impl Future for Acquire {
                 // Edge 3: asyncio's `finally: self._waiters.remove(fut)` then `_locked = True`.
                 let w = w.clone();
                 inner.waiters.borrow_mut().remove(&w);
-                debug_assert!(!inner.locked.get(), "L2: the lock cannot be taken ahead of a woken waiter");
+                debug_assert!(!inner.locked.get(), "V2: the lock cannot be taken ahead of a woken waiter");
                 inner.locked.set(true);
                 self.waiter = None;
                 self.done = true;
@@ -209,7 +209,7 @@ impl Drop for Acquire {
         if let Some(w) = self.waiter.take() {
             self.lock.inner.waiters.borrow_mut().remove(&w);
             if !self.lock.inner.locked.get() {
-                self.lock.wake_up_first(); // L3
+                self.lock.wake_up_first(); // V3
             }
         }
     }

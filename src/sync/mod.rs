@@ -23,12 +23,12 @@
 //! The primitives are `Clone` handles (an `Rc` inside): clone one into each task.
 //!
 //! # Invariants
-//! - **L1** Waiters are served in FIFO order; a release wakes only the first waiter that is
+//! - **V1** Waiters are served in FIFO order; a release wakes only the first waiter that is
 //!   not yet woken (Lock, Semaphore), or every waiter in order (Event).
-//! - **L2** A newcomer never takes the lock or a permit ahead of a woken waiter.
-//! - **L3** A waiter dropped after being woken passes its wake-up on to the next waiter:
+//! - **V2** A newcomer never takes the lock or a permit ahead of a woken waiter.
+//! - **V3** A waiter dropped after being woken passes its wake-up on to the next waiter:
 //!   a wake-up is never swallowed.
-//! - **L4** A dropped waiter leaves its queue at once (asyncio: `_waiters.remove(fut)` in
+//! - **V4** A dropped waiter leaves its queue at once (asyncio: `_waiters.remove(fut)` in
 //!   the `finally`), so the queue only holds live waiters.
 
 mod condition;
@@ -89,7 +89,7 @@ impl Waiter {
 /// A FIFO of waiters. asyncio: `collections.deque` of futures.
 #[derive(Debug, Default)]
 pub(crate) struct WaitQueue {
-    /// Oldest first (L1).
+    /// Oldest first (V1).
     list: VecDeque<Rc<Waiter>>,
 }
 
@@ -99,7 +99,7 @@ impl WaitQueue {
         self.list.push_back(w);
     }
 
-    /// Remove `w` wherever it is (L4). Usually it is at the front, so this is cheap.
+    /// Remove `w` wherever it is (V4). Usually it is at the front, so this is cheap.
     pub(crate) fn remove(&mut self, w: &Rc<Waiter>) {
         if let Some(i) = self.list.iter().position(|x| Rc::ptr_eq(x, w)) {
             self.list.remove(i);

@@ -1,16 +1,16 @@
 //! `Semaphore` and `BoundedSemaphore`: a counter of permits, and a FIFO of tasks wanting one.
 //!
-//! `acquire` takes a permit if one is free *and nobody queues* (L2); otherwise it waits.
+//! `acquire` takes a permit if one is free *and nobody queues* (V2); otherwise it waits.
 //! `release` adds a permit and, if someone waits, hands it straight over: the count is
 //! decremented for the woken waiter at the moment it is woken, so nobody can snatch it in
 //! between. A woken waiter that is dropped before it ran gives its permit back and wakes the
-//! next one (L3).
+//! next one (V3).
 //!
 //! ```text
 //!   acquire(): value > 0 && no waiters ─1─► value -= 1, Ready(permit)
 //!              else ─────────────────────2─► push W, Pending ─(woken)─3─► Ready(permit)
 //!   release():  value += 1 ─4─► first unwoken W: value -= 1, wake W   (_wake_up_next)
-//!   drop(SemaphoreAcquire) after woken ─5─► value += 1, _wake_up_next  (L3)
+//!   drop(SemaphoreAcquire) after woken ─5─► value += 1, _wake_up_next  (V3)
 //!   (1..3: SemaphoreAcquire::poll; 4: release / SemaphorePermit::drop; 5: its Drop)
 //! ```
 //!
@@ -232,7 +232,7 @@ impl Drop for SemaphoreAcquire {
         if let Some(w) = self.waiter.take() {
             self.inner.waiters.borrow_mut().remove(&w);
             if w.is_woken() {
-                self.inner.release(); // L3
+                self.inner.release(); // V3
             }
         }
     }
