@@ -19,6 +19,7 @@
 //! await asyncio.gather(*(send_message(u, m) for u, m in messages))
 //! ```
 
+use looplab::inspect::cli::Options;
 use std::time::Duration;
 
 use looplab::net::TcpStream;
@@ -34,23 +35,9 @@ const MESSAGES: [(&str, &str); 5] = [
 
 /// Parse `--port`, `--seed`, `--fast`; exit 2 with a usage line otherwise.
 fn args() -> (u16, u64, f64) {
-    let usage = "usage: chat_client [--port P] [--seed N] [--fast]";
-    let (mut port, mut seed, mut scale) = (8888u16, 7u64, 1.0f64);
-    let mut it = std::env::args().skip(1);
-    let bad = |m: &str| -> ! {
-        eprintln!("{m}\n{usage}");
-        std::process::exit(2)
-    };
-    while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| bad(&format!("{a} needs a value")));
-        match a.as_str() {
-            "--port" => port = val().parse().unwrap_or_else(|_| bad("bad --port")),
-            "--seed" => seed = val().parse().unwrap_or_else(|_| bad("bad --seed")),
-            "--fast" => scale = 0.01,
-            _ => bad(&format!("unknown argument {a}")),
-        }
-    }
-    (port, seed, scale)
+    let o = Options::parse_or_exit("chat_client [--port P] [--seed N] [--fast]", &["--port", "--seed"], &["--fast"]);
+    let scale = if o.flag("--fast") { 0.01 } else { 1.0 };
+    (o.get("--port", 8888, "a port number", |_| true), o.get("--seed", 7, "a whole number", |_| true), scale)
 }
 
 /// xorshift64: the same "random" delays for the same seed, without a `rand` dependency.

@@ -25,6 +25,7 @@
 //!             if w is not writer: w.write(f"{name}: {line.decode()}".encode())
 //! ```
 
+use looplab::inspect::cli::Options;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -35,23 +36,11 @@ type Room = Rc<RefCell<Vec<(usize, String, Rc<TcpStream>)>>>;
 
 /// Parse `--port`, `--users`, `--fast`; exit 2 with a usage line otherwise.
 fn args() -> (u16, usize) {
-    let usage = "usage: chat_server [--port P] [--users N] [--fast]";
-    let (mut port, mut users) = (8888u16, 5usize);
-    let mut it = std::env::args().skip(1);
-    let bad = |m: &str| -> ! {
-        eprintln!("{m}\n{usage}");
-        std::process::exit(2)
-    };
-    while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| bad(&format!("{a} needs a value")));
-        match a.as_str() {
-            "--port" => port = val().parse().unwrap_or_else(|_| bad("bad --port")),
-            "--users" => users = val().parse().ok().filter(|n| *n > 0).unwrap_or_else(|| bad("bad --users")),
-            "--fast" => {}
-            _ => bad(&format!("unknown argument {a}")),
-        }
-    }
-    (port, users)
+    let o = Options::parse_or_exit("chat_server [--port P] [--users N] [--fast]", &["--port", "--users"], &["--fast"]);
+    (
+        o.get("--port", 8888, "a port number", |_| true),
+        o.get("--users", 5, "a count from 1 to 1,000,000", |n: &usize| (1..=1_000_000).contains(n)),
+    )
 }
 
 /// Reads lines off a stream (asyncio: `StreamReader.readline`).

@@ -19,29 +19,23 @@
 //! await asyncio.gather(*(client(1000) for _ in range(10)))
 //! ```
 
+use looplab::inspect::cli::Options;
 use looplab::net::TcpStream;
 
 /// Parse the options; exit 2 with a usage line on anything else.
 fn args() -> (u16, usize, usize, usize) {
-    let usage = "usage: echo_client [--port P] [--connections N] [--requests R] [--size B] [--fast]";
-    let (mut port, mut conns, mut reqs, mut size) = (7000u16, 10usize, 1000usize, 64usize);
-    let mut it = std::env::args().skip(1);
-    let bad = |m: &str| -> ! {
-        eprintln!("{m}\n{usage}");
-        std::process::exit(2)
-    };
-    while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| bad(&format!("{a} needs a value")));
-        match a.as_str() {
-            "--port" => port = val().parse().unwrap_or_else(|_| bad("bad --port")),
-            "--connections" => conns = val().parse().unwrap_or_else(|_| bad("bad --connections")),
-            "--requests" => reqs = val().parse().unwrap_or_else(|_| bad("bad --requests")),
-            "--size" => size = val().parse().ok().filter(|s| *s > 0).unwrap_or_else(|| bad("bad --size")),
-            "--fast" => reqs = 100,
-            _ => bad(&format!("unknown argument {a}")),
-        }
-    }
-    (port, conns, reqs, size)
+    let o = Options::parse_or_exit(
+        "echo_client [--port P] [--connections N] [--requests R] [--size B] [--fast]",
+        &["--port", "--connections", "--requests", "--size"],
+        &["--fast"],
+    );
+    let reqs = if o.flag("--fast") { 100 } else { 1000 };
+    (
+        o.get("--port", 7000, "a port number", |_| true),
+        o.get("--connections", 10, "a count from 1 to 100,000", |n: &usize| (1..=100_000).contains(n)),
+        o.get("--requests", reqs, "a count from 1 to 1,000,000", |n: &usize| (1..=1_000_000).contains(n)),
+        o.get("--size", 64, "a size in bytes from 1 to 1 MiB", |n: &usize| (1..=1 << 20).contains(n)),
+    )
 }
 
 fn main() {

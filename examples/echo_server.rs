@@ -20,27 +20,20 @@
 //! server = await asyncio.start_server(echo, "127.0.0.1", 7000)
 //! ```
 
+use looplab::inspect::cli::Options;
 use looplab::net::{TcpListener, TcpStream};
 
 /// Parse `--port`, `--connections`, `--fast`; exit 2 with a usage line otherwise.
 fn args() -> (u16, usize) {
-    let usage = "usage: echo_server [--port P] [--connections N] [--fast]";
-    let (mut port, mut conns) = (7000u16, 10usize);
-    let mut it = std::env::args().skip(1);
-    let bad = |m: &str| -> ! {
-        eprintln!("{m}\n{usage}");
-        std::process::exit(2)
-    };
-    while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| bad(&format!("{a} needs a value")));
-        match a.as_str() {
-            "--port" => port = val().parse().unwrap_or_else(|_| bad("bad --port")),
-            "--connections" => conns = val().parse().unwrap_or_else(|_| bad("bad --connections")),
-            "--fast" => {}
-            _ => bad(&format!("unknown argument {a}")),
-        }
-    }
-    (port, conns)
+    let o = Options::parse_or_exit(
+        "echo_server [--port P] [--connections N] [--fast]",
+        &["--port", "--connections"],
+        &["--fast"],
+    );
+    (
+        o.get("--port", 7000, "a port number", |_| true),
+        o.get("--connections", 10, "a count from 1 to 1,000,000", |n: &usize| (1..=1_000_000).contains(n)),
+    )
 }
 
 /// Echo until the client closes; returns the bytes echoed.

@@ -22,30 +22,24 @@
 //! asyncio.run(asyncio.start_server(handle, "127.0.0.1", 8000)).serve_forever()
 //! ```
 
+use looplab::inspect::cli::Options;
 use std::time::Duration;
 
 use looplab::net::{TcpListener, TcpStream};
 
 /// Parse `--port`, `--delay`, `--requests`, `--fast`; exit 2 with a usage line otherwise.
 fn args() -> (u16, f64, usize) {
-    let usage = "usage: weather_async_server [--port P] [--delay SECONDS] [--requests N] [--fast]";
-    let (mut port, mut delay, mut requests) = (8000u16, 2.0f64, 5usize);
-    let mut it = std::env::args().skip(1);
-    let bad = |m: &str| -> ! {
-        eprintln!("{m}\n{usage}");
-        std::process::exit(2)
-    };
-    while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| bad(&format!("{a} needs a value")));
-        match a.as_str() {
-            "--port" => port = val().parse().unwrap_or_else(|_| bad("bad --port")),
-            "--delay" => delay = val().parse().ok().filter(|d: &f64| *d >= 0.0).unwrap_or_else(|| bad("bad --delay")),
-            "--requests" => requests = val().parse().unwrap_or_else(|_| bad("bad --requests")),
-            "--fast" => delay = 0.05,
-            _ => bad(&format!("unknown argument {a}")),
-        }
-    }
-    (port, delay, requests)
+    let o = Options::parse_or_exit(
+        "weather_async_server [--port P] [--delay SECONDS] [--requests N] [--fast]",
+        &["--port", "--delay", "--requests"],
+        &["--fast"],
+    );
+    let delay = if o.flag("--fast") { 0.05 } else { 2.0 };
+    (
+        o.get("--port", 8000, "a port number", |_| true),
+        o.get("--delay", delay, "a number of seconds from 0 to 3600", |d: &f64| (0.0..=3600.0).contains(d)),
+        o.get("--requests", 5, "a count from 1 to 1,000,000", |n: &usize| (1..=1_000_000).contains(n)),
+    )
 }
 
 /// The city named in a request like `{"city": "London"}`.

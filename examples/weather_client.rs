@@ -21,6 +21,7 @@
 //! await asyncio.gather(*(ask(c) for c in cities))
 //! ```
 
+use looplab::inspect::cli::Options;
 use std::time::Duration;
 
 use looplab::net::TcpStream;
@@ -30,23 +31,16 @@ const CITIES: [&str; 5] = ["London", "Paris", "New York", "Tokyo", "Berlin"];
 
 /// Parse `--port`, `--delay`, `--fast`; exit 2 with a usage line otherwise.
 fn args() -> (u16, f64) {
-    let usage = "usage: weather_client [--port P] [--delay SECONDS] [--fast]";
-    let (mut port, mut delay) = (8000u16, 2.0f64);
-    let mut it = std::env::args().skip(1);
-    let bad = |m: &str| -> ! {
-        eprintln!("{m}\n{usage}");
-        std::process::exit(2)
-    };
-    while let Some(a) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| bad(&format!("{a} needs a value")));
-        match a.as_str() {
-            "--port" => port = val().parse().unwrap_or_else(|_| bad("bad --port")),
-            "--delay" => delay = val().parse().ok().filter(|d: &f64| *d >= 0.0).unwrap_or_else(|| bad("bad --delay")),
-            "--fast" => delay = 0.05,
-            _ => bad(&format!("unknown argument {a}")),
-        }
-    }
-    (port, delay)
+    let o = Options::parse_or_exit(
+        "weather_client [--port P] [--delay SECONDS] [--fast]",
+        &["--port", "--delay"],
+        &["--fast"],
+    );
+    let delay = if o.flag("--fast") { 0.05 } else { 2.0 };
+    (
+        o.get("--port", 8000, "a port number", |_| true),
+        o.get("--delay", delay, "a number of seconds from 0 to 3600", |d: &f64| (0.0..=3600.0).contains(d)),
+    )
 }
 
 /// One request: connect, send `{"city": ...}`, read the answer until the server closes.

@@ -19,6 +19,7 @@
 //! # ... the same against asyncio.start_server(handle, ...), then print(sync / async_)
 //! ```
 
+use looplab::inspect::cli::Options;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,24 +31,9 @@ const CITIES: [&str; 5] = ["London", "Paris", "New York", "Tokyo", "Berlin"];
 
 /// Parse `--delay`, `--fast`; exit 2 with a usage line otherwise.
 fn args() -> f64 {
-    let usage = "usage: weather_compare [--delay SECONDS] [--fast]";
-    let mut delay = 2.0f64;
-    let mut it = std::env::args().skip(1);
-    let bad = |m: &str| -> ! {
-        eprintln!("{m}\n{usage}");
-        std::process::exit(2)
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--delay" => {
-                let v = it.next().unwrap_or_else(|| bad("--delay needs a value"));
-                delay = v.parse().ok().filter(|d: &f64| *d >= 0.0).unwrap_or_else(|| bad("bad --delay"));
-            }
-            "--fast" => delay = 0.05,
-            _ => bad(&format!("unknown argument {a}")),
-        }
-    }
-    delay
+    let o = Options::parse_or_exit("weather_compare [--delay SECONDS] [--fast]", &["--delay"], &["--fast"]);
+    let delay = if o.flag("--fast") { 0.05 } else { 2.0 };
+    o.get("--delay", delay, "a number of seconds from 0 to 3600", |d: &f64| (0.0..=3600.0).contains(d))
 }
 
 /// The city named in a request like `{"city": "London"}`.

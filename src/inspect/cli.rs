@@ -320,3 +320,68 @@ pub fn main(spec: &Spec, run: RunFn) -> ! {
     let code = run_with(spec, run, argv, &Out::stdout(), &mut io::stderr());
     std::process::exit(code)
 }
+
+/// Options of a program that builds its own loop (the network examples: a server and its
+/// client are two processes on the real clock, so the [`Session`] flags do not apply).
+/// `--name value` pairs and bare `--flag`s; anything else is a usage error, exit status 2.
+#[derive(Debug)]
+pub struct Options {
+    usage: String,
+    values: Vec<(String, String)>,
+    flags: Vec<String>,
+}
+
+impl Options {
+    /// Parse this process's arguments: `with_value` options take a value, `flags` do not.
+    /// On anything else, print `usage` and what was wrong, and exit with status 2.
+    pub fn parse_or_exit(usage: &str, with_value: &[&str], flags: &[&str]) -> Options {
+        match Options::parse(usage, with_value, flags, std::env::args().skip(1)) {
+            Ok(o) => o,
+            Err(e) => Options::exit_usage(usage, &e.0),
+        }
+    }
+
+    /// The parser behind [`parse_or_exit`](Self::parse_or_exit), for tests.
+    pub fn parse(
+        usage: &str,
+        with_value: &[&str],
+        flags: &[&str],
+        argv: impl IntoIterator<Item = String>,
+    ) -> Result<Options, UsageError> {
+        let mut o = Options { usage: usage.to_string(), values: Vec::new(), flags: Vec::new() };
+        let mut it = argv.into_iter();
+        while let Some(a) = it.next() {
+            if with_value.contains(&a.as_str()) {
+                let v = it.next().ok_or_else(|| UsageError(format!("{a} needs a value")))?;
+                o.values.push((a, v));
+            } else if flags.contains(&a.as_str()) {
+                o.flags.push(a);
+            } else {
+                return Err(UsageError(format!("unknown argument {a}")));
+            }
+        }
+        Ok(o)
+    }
+
+    fn exit_usage(usage: &str, what: &str) -> ! {
+        eprintln!("usage: {usage}\nerror: {what}");
+        std::process::exit(2)
+    }
+
+    /// Was `--flag` given?
+    pub fn flag(&self, name: &str) -> bool {
+        self.flags.iter().any(|f| f == name)
+    }
+
+    /// The value of `name` parsed as `T` and accepted by `ok` (`default` when absent); on a
+    /// bad value, the usage line and `name: must be <what>`, exit status 2.
+    pub fn get<T: std::str::FromStr>(&self, name: &str, default: T, what: &str, ok: impl Fn(&T) -> bool) -> T {
+        match self.values.iter().rev().find(|(n, _)| n == name) {
+            None => default,
+            Some((_, v)) => match v.parse::<T>() {
+                Ok(x) if ok(&x) => x,
+                _ => Options::exit_usage(&self.usage, &format!("{name} must be {what}, not {v:?}")),
+            },
+        }
+    }
+}
