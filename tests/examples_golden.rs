@@ -268,7 +268,7 @@ fn chapter5_runs_the_scenarios_in_order() {
 
 #[test]
 fn bad_arguments_give_usage_and_status_2() {
-    let usage1 = "usage: task1_order_processing [--fast] [--trace] [--timeline] [--table] [--trace-json FILE] ITEMS PREVIOUS_ORDERS\n";
+    let usage1 = "usage: task1_order_processing [--fast] [--trace] [--timeline] [--table] [--trace-json FILE] [--lints] [--ledger] ITEMS PREVIOUS_ORDERS\n";
     for argv in [&[][..], &["5"], &["5", "x"], &["five", "4"], &["5", "4", "3"], &["--bogus", "5", "4"]] {
         let (code, out, err) = run(&task1::SPEC, task1::run, argv);
         assert_eq!(code, 2, "{argv:?}");
@@ -633,11 +633,15 @@ total loop time: 1.5s
 "#
 );
 
-golden!(
-    task_group_demo,
-    "../examples/task_group_demo.rs",
-    &[],
-    r#"with_gather:    [2, 4, 6] after 1.0s
+#[allow(dead_code)]
+#[path = "../examples/task_group_demo.rs"]
+mod task_group_demo;
+
+#[test]
+fn task_group_demo() {
+    assert_eq!(
+        fast(&task_group_demo::SPEC, task_group_demo::run, &[]),
+        r#"with_gather:    [2, 4, 6] after 1.0s
 with_taskgroup: [2, 4, 6] after 1.0s
 a task group with a failing child, at 2.0s:
     task(1) cancelled at 2.5s, cleanup ran
@@ -646,7 +650,8 @@ a task group with a failing child, at 2.0s:
     - Task-9 panicked: ValueError: n must be positive
 total loop time: 2.5s
 "#
-);
+    );
+}
 
 #[allow(dead_code)]
 #[path = "../examples/producer_consumer.rs"]
@@ -889,4 +894,20 @@ fn producer_consumer_other_seeds() {
         assert!(last < joined, "{out}");
         assert_eq!(out, fast(&pc::SPEC, pc::run, &["--seed", seed]));
     }
+}
+
+/// `--lints` and `--ledger` on an example: the failing task group child is reported as an
+/// error never retrieved (see the example's note 5); the ledger shows why each sleep ended.
+#[test]
+fn lints_and_ledger_flags() {
+    let out = fast(&task3::SPEC, task3::run, &["--lints", "--ledger"]);
+    let after = &out[TASK3.len()..];
+    assert!(after.contains("\nlints:\n  none\n"), "{after}");
+    assert!(after.contains("iteration ledger:\n  #1    0.000s  ready=1  no sleep (work ready)"), "{after}");
+    // 500 ms = tick 500: wheel level 1, slot 500 >> 6 = 7; it cascades to level 0 when due.
+    assert!(after.contains("ready=0  sleep 0.500s for timer #1 due 0.500s (scheduled at L1 slot 7)"), "{after}");
+    assert!(after.contains("cascade: L1 slot 7 moved 3 down\n         timers due: #1 #2 #3\n"), "{after}");
+    use task_group_demo as tg;
+    let out = fast(&tg::SPEC, tg::run, &["--lints"]);
+    assert!(out.contains("error never retrieved: Task exception was never retrieved: Task-9 panicked"), "{out}");
 }
