@@ -268,7 +268,7 @@ fn chapter5_runs_the_scenarios_in_order() {
 
 #[test]
 fn bad_arguments_give_usage_and_status_2() {
-    let usage1 = "usage: task1_order_processing [--fast] [--trace] [--timeline] [--table] [--trace-json FILE] ITEMS PREVIOUS_ORDERS\n";
+    let usage1 = "usage: task1_order_processing [--fast] [--trace] [--timeline] [--table] [--trace-json FILE] [--lints] [--ledger] ITEMS PREVIOUS_ORDERS\n";
     for argv in [&[][..], &["5"], &["5", "x"], &["five", "4"], &["5", "4", "3"], &["--bogus", "5", "4"]] {
         let (code, out, err) = run(&task1::SPEC, task1::run, argv);
         assert_eq!(code, 2, "{argv:?}");
@@ -571,4 +571,343 @@ fn chat_messages_arrive_in_delay_order() {
         }
         assert_eq!(out, fast(&chat::SPEC, chat::run, &["--seed", seed]));
     }
+}
+
+// ----- the asyncio guide's and the concurrency guide's programs ----------------------------
+
+golden!(
+    wait_for_timeout,
+    "../examples/wait_for_timeout.rs",
+    &[],
+    r#"wait_for(slow_operation(), timeout=2.0) at 0.0s
+  slow_operation: started, needs 5s
+  slow_operation: cleanup at 2.0s
+Operation timed out! (timed out) at 2.0s
+wait_for(slow_operation(), timeout=6.0) at 2.0s
+  slow_operation: started, needs 5s
+  slow_operation: cleanup at 7.0s
+Done at 7.0s
+total loop time: 7.0s
+"#
+);
+
+golden!(
+    wait_first_completed,
+    "../examples/wait_first_completed.rs",
+    &[],
+    r#"wait returned at 1.0s: 1 done, 2 pending
+First completed: Task 1 -> "Task 1 done"
+cancel(Task 2) -> true, state now READY
+cancel(Task 3) -> true, state now READY
+Task 2: cancelled at 1.0s
+Task 3: cancelled at 1.0s
+total loop time: 1.0s
+"#
+);
+
+golden!(
+    as_completed_demo,
+    "../examples/as_completed_demo.rs",
+    &[],
+    r#"fetching url1.com (takes 3s)
+fetching url2.com (takes 1s)
+fetching url3.com (takes 2s)
+1.0s  Content from url2.com
+2.0s  Content from url3.com
+3.0s  Content from url1.com
+total loop time: 3.0s
+"#
+);
+
+golden!(
+    gather_errors,
+    "../examples/gather_errors.rs",
+    &[],
+    r#"gather (fail fast):
+  0.5s Error: Task-3 panicked: ValueError: Task failed!
+gather_all (return_exceptions=True):
+  1.5s Result: Success 1
+  1.5s Exception: Task-6 panicked: ValueError: Task failed!
+  1.5s Result: Success 2
+total loop time: 1.5s
+"#
+);
+
+#[allow(dead_code)]
+#[path = "../examples/task_group_demo.rs"]
+mod task_group_demo;
+
+#[test]
+fn task_group_demo() {
+    assert_eq!(
+        fast(&task_group_demo::SPEC, task_group_demo::run, &[]),
+        r#"with_gather:    [2, 4, 6] after 1.0s
+with_taskgroup: [2, 4, 6] after 1.0s
+a task group with a failing child, at 2.0s:
+    task(1) cancelled at 2.5s, cleanup ran
+    task(3) cancelled at 2.5s, cleanup ran
+  after 0.5s: unhandled errors in a TaskGroup (1 sub-exception)
+    - Task-9 panicked: ValueError: n must be positive
+total loop time: 2.5s
+"#
+    );
+}
+
+#[allow(dead_code)]
+#[path = "../examples/producer_consumer.rs"]
+mod producer_consumer;
+
+#[test]
+fn producer_consumer() {
+    assert_eq!(
+        fast(&producer_consumer::SPEC, producer_consumer::run, &["--seed", "7"]),
+        r#" 0.000s Produced: P0-Item0
+ 0.000s Produced: P1-Item0
+ 0.000s Consumer 0 consumed: P0-Item0
+ 0.000s Consumer 1 consumed: P1-Item0
+ 0.205s Produced: P1-Item1
+ 0.205s Consumer 2 consumed: P1-Item1
+ 0.338s Produced: P0-Item1
+ 0.447s Produced: P0-Item2
+ 0.655s Produced: P1-Item2
+ 0.684s Consumer 1 consumed: P0-Item1
+ 0.778s Consumer 2 consumed: P0-Item2
+ 0.888s Produced: P0-Item3
+ 0.893s Consumer 0 consumed: P1-Item2
+ 0.979s Produced: P1-Item3
+ 1.117s Produced: P0-Item4
+ 1.415s Produced: P1-Item4
+ 1.495s Consumer 2 consumed: P0-Item3
+ 1.666s Consumer 1 consumed: P1-Item3
+ 1.798s Consumer 0 consumed: P0-Item4
+ 1.856s producers done, 1 items still queued; join()
+ 2.464s Consumer 2 consumed: P1-Item4
+ 3.078s join() returned: every item was marked done
+Consumer 0 stopping after 3 items
+Consumer 1 stopping after 3 items
+Consumer 2 stopping after 4 items
+total loop time: 3.078s
+"#
+    );
+}
+
+#[allow(dead_code)]
+#[path = "../examples/rate_limiter.rs"]
+mod rate_limiter;
+
+#[test]
+fn rate_limiter() {
+    assert_eq!(
+        fast(&rate_limiter::SPEC, rate_limiter::run, &[]),
+        r#"API call 0 at 0.00s (2 permits left)
+API call 1 at 0.00s (1 permits left)
+API call 2 at 0.00s (0 permits left)
+API call 3 at 2.00s (0 permits left)
+API call 4 at 2.00s (0 permits left)
+API call 5 at 2.00s (0 permits left)
+API call 6 at 4.00s (0 permits left)
+API call 7 at 4.00s (0 permits left)
+API call 8 at 4.00s (0 permits left)
+API call 9 at 6.00s (2 permits left)
+total loop time: 6.1s
+"#
+    );
+}
+
+golden!(
+    async_context_manager,
+    "../examples/async_context_manager.rs",
+    &[],
+    r#"0.0s block: Acquiring resource
+1.0s block: Using resource
+1.0s block: Releasing resource
+2.0s block: released
+2.0s Resource released
+2.0s task: Acquiring resource
+3.0s task: Using resource
+3.5s main: cancelling the task
+3.5s task: Releasing resource
+3.5s main: task ended (cancelled); its release runs on its own
+4.5s task: released
+total loop time: 5.0s
+"#
+);
+
+golden!(
+    async_iterator,
+    "../examples/async_iterator.rs",
+    &[],
+    r#"0.5s  range 1
+0.7s  countdown 3
+1.0s  range 2
+1.4s  countdown 2
+1.5s  range 3
+2.0s  range 4
+2.0s  range exhausted: next() -> None
+2.1s  countdown 1
+2.1s  countdown: liftoff
+2.4s  collected [1, 2, 3]
+total loop time: 2.4s
+"#
+);
+
+golden!(
+    thread_primitives,
+    "../examples/thread_primitives.rs",
+    &[],
+    r#"Lock: counter without the lock = 1
+Lock: counter with the lock    = 5
+Semaphore: 0.0s user 0 using the resource
+Semaphore: 0.0s user 1 using the resource
+Semaphore: 0.0s user 2 using the resource
+Semaphore: 1.0s user 3 using the resource
+Semaphore: 1.0s user 4 using the resource
+Semaphore: 1.0s user 5 using the resource
+BoundedSemaphore: release() -> Ok(())
+BoundedSemaphore: release() -> Err("ValueError: BoundedSemaphore released too many times")
+Event: 2.0s waiter waiting
+Event: 4.0s signaler: set()
+Event: 4.0s Event triggered!
+Condition: 4.5s producer: 2 items, notify_all() (2 waiting)
+Condition: 4.5s consumer 0 got item-1
+Condition: 4.5s consumer 1 got item-2
+total loop time: 4.5s
+"#
+);
+
+/// `executors` starts worker processes (this example's binary, re-run), so it runs as a
+/// process: the pool must never re-execute the test binary.
+#[test]
+fn executors_as_a_process() {
+    assert_eq!(
+        fast_process("executors"),
+        r#"to_thread:        Blocking done at loop time 0.0s
+run_in_executor:  ["job A done", "job B done"] at loop time 0.0s
+run_in_process:   Result: 333332833333500000 (in another process: true)
+                  check: (n-1)·n·(2n-1)/6 = 333332833333500000
+"#
+    );
+}
+
+/// `process_pool_map` starts worker processes (this example's binary, re-run), so it runs as a
+/// process: the pool must never re-execute the test binary.
+#[test]
+fn process_pool_map_as_a_process() {
+    assert_eq!(
+        fast_process("process_pool_map"),
+        r#"map:           [499999500000, 1999999000000, 4499998500000, 7999998000000]
+apply_async:   499999500000
+many get():    [499999500000, 1999999000000, 4499998500000]
+cpu_task(0):   the job panicked: cpu_task needs n > 0
+after a panic: 45
+on the loop:   [499999500000, 1999999000000, 4499998500000, 7999998000000] (gather of run_in_process)
+"#
+    );
+}
+
+/// `job_queue` starts worker processes (this example's binary, re-run), so it runs as a
+/// process: the pool must never re-execute the test binary.
+#[test]
+fn job_queue_as_a_process() {
+    assert_eq!(
+        fast_process("job_queue"),
+        r#"  0.0s  job-0  report(7)                      PENDING
+  0.0s  job-1  send_email("ann@example.com")  PENDING
+  0.0s  job-2  flaky(12)                      PENDING
+  0.0s  job-3  report(8)                      PENDING
+  0.0s  job-4  unreliable(5)                  PENDING
+  0.0s  job-5  cleanup(0)                     PENDING
+  0.0s  job-0  report(7)                      STARTED (attempt 1)
+  0.0s  job-2  flaky(12)                      STARTED (attempt 1)
+  1.0s  job-2  flaky(12)                      RETRY in 1s  (ConnectionError: try 0 refused)
+  1.0s  job-3  report(8)                      REVOKED (expired before a worker was free)
+  1.0s  job-5  cleanup(0)                     STARTED (attempt 1)
+  1.5s  job-5  cleanup(0)                     SUCCESS  cleanup round 0: 3 sessions removed
+  1.5s  job-1  send_email("ann@example.com")  STARTED (attempt 1)
+  2.0s  job-0  report(7)                      SUCCESS  Report for user 7: checksum 4799853
+  2.0s  job-4  unreliable(5)                  STARTED (attempt 1)
+  2.5s  job-1  send_email("ann@example.com")  SUCCESS  Email sent to ann@example.com
+  2.5s  job-2  flaky(12)                      STARTED (attempt 2)
+  3.0s  job-4  unreliable(5)                  RETRY in 1s  (ValueError: bad input (attempt 0))
+  3.5s  job-2  flaky(12)                      RETRY in 2s  (ConnectionError: try 1 refused)
+  4.0s  job-6  cleanup(1)                     PENDING
+  4.0s  job-4  unreliable(5)                  STARTED (attempt 2)
+  4.0s  job-6  cleanup(1)                     STARTED (attempt 1)
+  4.5s  job-6  cleanup(1)                     SUCCESS  cleanup round 1: 5 sessions removed
+  5.0s  job-4  unreliable(5)                  RETRY in 2s  (ValueError: bad input (attempt 1))
+  5.5s  job-2  flaky(12)                      STARTED (attempt 3)
+  6.5s  job-2  flaky(12)                      SUCCESS  12² = 144
+  7.0s  job-4  unreliable(5)                  STARTED (attempt 3)
+  8.0s  job-7  cleanup(2)                     PENDING
+  8.0s  job-4  unreliable(5)                  FAILURE  ValueError: bad input (attempt 2)
+  8.0s  job-7  cleanup(2)                     STARTED (attempt 1)
+  8.5s  job-7  cleanup(2)                     SUCCESS  cleanup round 2: 7 sessions removed
+
+final status (AsyncResult(id).status):
+  job-0  report(7)                SUCCESS
+  job-1  send_email("ann@example.com") SUCCESS
+  job-2  flaky(12)                SUCCESS
+  job-3  report(8)                REVOKED
+  job-4  unreliable(5)            FAILURE
+  job-5  cleanup(0)               SUCCESS
+  job-6  cleanup(1)               SUCCESS
+  job-7  cleanup(2)               SUCCESS
+"#
+    );
+}
+
+/// Run example `name` as a process with `--fast`; insist on exit status 0; its stdout.
+fn fast_process(name: &str) -> String {
+    let out = std::process::Command::new(example_bin(name)).arg("--fast").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The new programs refuse what they do not take: usage line, status 2, nothing run.
+#[test]
+fn new_programs_reject_bad_arguments() {
+    use producer_consumer as pc;
+    use rate_limiter as rl;
+    let (code, out, err) = run(&pc::SPEC, pc::run, &["--fast", "--seed", "seven"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(err.starts_with("usage: producer_consumer") && err.contains("--seed must be a whole number"), "{err}");
+    let (code, out, err) = run(&rl::SPEC, rl::run, &["--fast", "10"]);
+    assert_eq!((code, out.as_str()), (2, ""));
+    assert!(err.contains("unexpected argument 10"), "{err}");
+    let bad = std::process::Command::new(example_bin("job_queue")).args(["--fast", "--workers", "3"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown option --workers"));
+}
+
+/// Another seed, other pauses, the same guarantees: ten items produced and consumed, and
+/// `join()` returns only after the last consumption.
+#[test]
+fn producer_consumer_other_seeds() {
+    use producer_consumer as pc;
+    for seed in ["1", "2", "99"] {
+        let out = fast(&pc::SPEC, pc::run, &["--seed", seed]);
+        assert_eq!(out.matches(" Produced: ").count(), 10, "{out}");
+        assert_eq!(out.matches(" consumed: ").count(), 10, "{out}");
+        let joined = out.lines().position(|l| l.contains("join() returned")).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        let last = lines.iter().rposition(|l| l.contains(" consumed: ")).unwrap();
+        assert!(last < joined, "{out}");
+        assert_eq!(out, fast(&pc::SPEC, pc::run, &["--seed", seed]));
+    }
+}
+
+/// `--lints` and `--ledger` on an example: the failing task group child is reported as an
+/// error never retrieved (see the example's note 5); the ledger shows why each sleep ended.
+#[test]
+fn lints_and_ledger_flags() {
+    let out = fast(&task3::SPEC, task3::run, &["--lints", "--ledger"]);
+    let after = &out[TASK3.len()..];
+    assert!(after.contains("\nlints:\n  none\n"), "{after}");
+    assert!(after.contains("iteration ledger:\n  #1    0.000s  ready=1  no sleep (work ready)"), "{after}");
+    // 500 ms = tick 500: wheel level 1, slot 500 >> 6 = 7; it cascades to level 0 when due.
+    assert!(after.contains("ready=0  sleep 0.500s for timer #1 due 0.500s (scheduled at L1 slot 7)"), "{after}");
+    assert!(after.contains("cascade: L1 slot 7 moved 3 down\n         timers due: #1 #2 #3\n"), "{after}");
+    use task_group_demo as tg;
+    let out = fast(&tg::SPEC, tg::run, &["--lints"]);
+    assert!(out.contains("error never retrieved: Task exception was never retrieved: Task-9 panicked"), "{out}");
 }

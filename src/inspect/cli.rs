@@ -2,12 +2,14 @@
 //!
 //! ```text
 //!   cargo run --example NAME -- [--fast] [--trace] [--timeline] [--table]
-//!                               [--trace-json FILE] [example options] [ARGS...]
+//!                               [--trace-json FILE] [--lints] [--ledger] [example options] [ARGS...]
 //!   --fast            virtual clock: the same output, no waiting
 //!   --trace           print the loop's event log on stderr as it happens
 //!   --timeline        after the run, print an ASCII timeline of the tasks
 //!   --table           after the run, print the task table (tokio-console style)
 //!   --trace-json FILE after the run, write a Chrome trace-event JSON file (Perfetto)
+//!   --lints           after the run, print the lints (slow steps, errors never retrieved, ...)
+//!   --ledger          after the run, print the iteration ledger and the wheel view
 //! ```
 //!
 //! Bad or missing arguments print the example's usage line on stderr and exit with status
@@ -102,7 +104,7 @@ impl Spec {
     /// The usage line.
     pub fn usage_line(&self) -> String {
         format!(
-            "usage: {} [--fast] [--trace] [--timeline] [--table] [--trace-json FILE]{}{}",
+            "usage: {} [--fast] [--trace] [--timeline] [--table] [--trace-json FILE] [--lints] [--ledger]{}{}",
             self.name,
             if self.usage.is_empty() { "" } else { " " },
             self.usage
@@ -135,6 +137,10 @@ pub struct Args {
     pub table: bool,
     /// `--trace-json FILE`.
     pub trace_json: Option<PathBuf>,
+    /// `--lints`: print the lints after the run.
+    pub lints: bool,
+    /// `--ledger`: print the iteration ledger and the wheel view after the run.
+    pub ledger: bool,
     /// Example options with their values, in the order given.
     pub options: Vec<(String, String)>,
     /// Positional arguments.
@@ -156,6 +162,8 @@ impl Args {
                 "--trace" => args.trace = true,
                 "--timeline" => args.timeline = true,
                 "--table" => args.table = true,
+                "--lints" => args.lints = true,
+                "--ledger" => args.ledger = true,
                 "--trace-json" => {
                     let file = it.next().ok_or_else(|| UsageError("--trace-json needs a FILE".into()))?;
                     args.trace_json = Some(PathBuf::from(file));
@@ -213,7 +221,8 @@ impl Args {
 }
 
 /// A loop built as the flags ask: virtual clock for `--fast`, a [`Printer`] for `--trace`,
-/// an [`Inspector`] for `--timeline`/`--table`/`--trace-json`. Derefs to the loop.
+/// an [`Inspector`] for `--timeline`/`--table`/`--trace-json`/`--lints`/`--ledger`. Derefs
+/// to the loop.
 #[derive(Debug)]
 pub struct Session {
     lp: EventLoop,
@@ -235,7 +244,8 @@ impl Session {
         if args.trace {
             lp.add_trace_sink(Printer::default());
         }
-        let inspector = (args.timeline || args.table || args.trace_json.is_some()).then(|| Inspector::attach(&lp));
+        let wanted = args.timeline || args.table || args.trace_json.is_some() || args.lints || args.ledger;
+        let inspector = wanted.then(|| Inspector::attach(&lp));
         Session { lp, inspector, args: args.clone() }
     }
 
@@ -256,6 +266,14 @@ impl Session {
         if self.args.table {
             writeln!(out);
             write!(out, "{}", ins.table());
+        }
+        if self.args.ledger {
+            writeln!(out);
+            write!(out, "{}", ins.ledger());
+        }
+        if self.args.lints {
+            writeln!(out);
+            write!(out, "{}", super::lints::render_lints(&ins.lints(super::lints::SLOW_STEP)));
         }
         if let Some(path) = &self.args.trace_json {
             std::fs::write(path, ins.chrome_json())?;

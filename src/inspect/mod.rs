@@ -24,8 +24,9 @@
 //!
 //! Times come in two kinds. *Loop time* is what `lp.time()` says: on the virtual clock it
 //! jumps and a poll takes zero of it, so busy time is 0 there and the output is the same
-//! every run. *CPU time* is measured by the inspector with `Instant` around each poll and
-//! callback; it is real, varies run to run, and is shown only where nothing pins it.
+//! every run. *CPU time* is measured by the inspector with the thread's CPU clock around
+//! each poll and callback; it is real, varies run to run, and is shown only where nothing
+//! pins it (and by the slow-step lint, `lints.rs`).
 //!
 //! # asyncio equivalent
 //! asyncio's debug mode (slow-callback warnings, handle reprs); tokio-console's task list;
@@ -39,6 +40,7 @@
 
 pub mod chrome;
 pub mod cli;
+pub mod lints;
 pub mod snapshot;
 pub mod table;
 pub mod timeline;
@@ -47,12 +49,13 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::{Rc, Weak};
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::clock::Nanos;
 use crate::events::{Inner, LoopHandle};
 use crate::task::{TaskId, TaskState};
-use crate::trace::{EventKind, Outcome, TraceEvent, TraceSink, WakeSource};
+use crate::timer::Placement;
+use crate::trace::{CallbackId, EventKind, Outcome, TimeoutReason, TraceEvent, TraceSink, WakeSource};
 
 pub use snapshot::{CallbackKind, IoSource, LoopSnapshot, ReadyEntry, RunningNow, TaskInfo, TimerEntry};
 
@@ -78,7 +81,7 @@ pub struct Slice {
     pub end: Nanos,
     /// The loop iteration it ran in.
     pub iteration: u64,
-    /// CPU (wall) nanoseconds it took, measured with `Instant`.
+    /// CPU nanoseconds it took: this thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`).
     pub cpu_ns: u64,
     /// Index into [`Model::flows`] of the wake that led to this poll, if any.
     pub woken_by_flow: Option<usize>,
@@ -145,6 +148,37 @@ impl TaskRecord {
     }
 }
 
+/// One loop iteration, as the ledger prints it (`lints.rs`): built from the events between
+/// one `IterationStarted` and the next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IterationRecord {
+    /// 1-based iteration number.
+    pub iteration: u64,
+    /// Loop time when it began.
+    pub start: Nanos,
+    /// Entries in the ready queue when it began.
+    pub ready_at_start: usize,
+    /// The poll timeout chosen (None: block without limit).
+    pub timeout: Option<Nanos>,
+    /// Why that timeout.
+    pub reason: TimeoutReason,
+    /// When the loop slept for a timer: which one, its deadline, and where the timer queue
+    /// put it when it was scheduled (a later cascade may have moved it lower).
+    pub sleeper: Option<(CallbackId, Nanos, Placement)>,
+    /// The virtual clock's jump, if it jumped.
+    pub jumped: Option<(Nanos, Nanos)>,
+    /// I/O tokens that reported readiness.
+    pub io: Vec<usize>,
+    /// Timers that came due, in firing order.
+    pub due: Vec<CallbackId>,
+    /// Wheel slots that cascaded: (level, slot, entries moved).
+    pub cascaded: Vec<(u8, u8, usize)>,
+    /// Callbacks run.
+    pub callbacks: usize,
+    /// Task polls.
+    pub polls: usize,
+}
+
 /// The inspector's model of a run: tasks, slices, flows and the ready-queue counter.
 #[derive(Debug, Default)]
 pub struct Model {
@@ -163,10 +197,24 @@ pub struct Model {
     pub iterations: u64,
     /// The loop ran on the virtual clock (so loop-time durations of polls are zero).
     pub virtual_clock: bool,
-    /// The callback slice open now, with the `Instant` it began.
-    open_callback: Option<(usize, Instant)>,
-    /// The `Instant` the open task poll began.
-    poll_started: Option<Instant>,
+    /// One record per loop iteration (the ledger).
+    pub ledger: Vec<IterationRecord>,
+    /// Messages the loop reported (`ExceptionReported`), with their loop time and iteration.
+    pub reports: Vec<(Nanos, u64, String)>,
+    /// Timers scheduled and not yet due or cancelled: deadline and placement when scheduled.
+    pub live_timers: BTreeMap<CallbackId, (Nanos, Placement)>,
+    /// Cascades seen, per wheel level (index = level).
+    pub cascades: [u64; 8],
+    /// Entries moved by cascades, per wheel level.
+    pub cascaded_entries: [u64; 8],
+    /// Timers scheduled / cancelled before they fired, over the run.
+    pub timers_scheduled: u64,
+    /// See `timers_scheduled`.
+    pub timers_cancelled: u64,
+    /// The callback slice open now, with the CPU time it began.
+    open_callback: Option<(usize, Duration)>,
+    /// The CPU time the open task poll began.
+    poll_started: Option<Duration>,
 }
 
 impl Model {
@@ -190,7 +238,7 @@ impl Model {
         if let Some((i, started)) = self.open_callback.take() {
             let s = &mut self.slices[i];
             s.end = now;
-            s.cpu_ns = started.elapsed().as_nanos() as u64;
+            s.cpu_ns = cpu_now().saturating_sub(started).as_nanos() as u64;
         }
     }
 
@@ -213,10 +261,63 @@ impl Model {
             self.close_callback(now);
         }
         match &ev.kind {
-            IterationStarted { iteration, ready, .. } => {
+            IterationStarted { iteration, ready, timeout, reason } => {
                 self.iterations = *iteration;
                 self.ready_len.push((now, *ready));
+                // The loop sleeps until the earliest live timer: find it by (deadline, seq).
+                let sleeper = match reason {
+                    TimeoutReason::Timer { .. } => self
+                        .live_timers
+                        .iter()
+                        .min_by_key(|(id, (deadline, _))| (*deadline, id.seq))
+                        .map(|(id, (deadline, placement))| (*id, *deadline, *placement)),
+                    _ => None,
+                };
+                self.ledger.push(IterationRecord {
+                    iteration: *iteration,
+                    start: now,
+                    ready_at_start: *ready,
+                    timeout: *timeout,
+                    reason: *reason,
+                    sleeper,
+                    jumped: None,
+                    io: Vec::new(),
+                    due: Vec::new(),
+                    cascaded: Vec::new(),
+                    callbacks: 0,
+                    polls: 0,
+                });
             }
+            TimerScheduled { id, deadline, placement } => {
+                self.timers_scheduled += 1;
+                self.live_timers.insert(*id, (*deadline, *placement));
+            }
+            CallbackCancelled { id } if self.live_timers.remove(id).is_some() => self.timers_cancelled += 1,
+            TimerDue { id, .. } => {
+                self.live_timers.remove(id);
+                if let Some(r) = self.ledger.last_mut() {
+                    r.due.push(*id);
+                }
+            }
+            TimerCascaded { level, slot, moved } => {
+                let l = (*level as usize).min(7);
+                self.cascades[l] += 1;
+                self.cascaded_entries[l] += *moved as u64;
+                if let Some(r) = self.ledger.last_mut() {
+                    r.cascaded.push((*level, *slot, *moved));
+                }
+            }
+            ClockAdvanced { from, to } => {
+                if let Some(r) = self.ledger.last_mut() {
+                    r.jumped = Some((*from, *to));
+                }
+            }
+            IoReady { token, .. } => {
+                if let Some(r) = self.ledger.last_mut() {
+                    r.io.push(*token);
+                }
+            }
+            ExceptionReported { message } => self.reports.push((now, self.iterations, message.clone())),
             TaskCreated { task, name } => {
                 self.tasks.insert(
                     *task,
@@ -258,6 +359,9 @@ impl Model {
                 }
             }
             TaskPolled { task } => {
+                if let Some(r) = self.ledger.last_mut() {
+                    r.polls += 1;
+                }
                 let index = self.slices.len();
                 if let Some(t) = self.tasks.get_mut(task) {
                     t.scheduled += now - t.last_change;
@@ -275,7 +379,7 @@ impl Model {
                         cpu_ns: 0,
                         woken_by_flow,
                     });
-                    self.poll_started = Some(Instant::now());
+                    self.poll_started = Some(cpu_now());
                 }
             }
             TaskSuspended { task } => self.end_poll(*task, now, None),
@@ -284,6 +388,9 @@ impl Model {
                 self.end_poll(*task, now, Some(outcome.clone()));
             }
             CallbackRan { id } => {
+                if let Some(r) = self.ledger.last_mut() {
+                    r.callbacks += 1;
+                }
                 let index = self.slices.len();
                 self.slices.push(Slice {
                     track: Track::Callback,
@@ -294,7 +401,7 @@ impl Model {
                     cpu_ns: 0,
                     woken_by_flow: None,
                 });
-                self.open_callback = Some((index, Instant::now()));
+                self.open_callback = Some((index, cpu_now()));
             }
             _ => {}
         }
@@ -303,7 +410,7 @@ impl Model {
     /// A poll returned (Pending, Ready, or a panic), or a task finished without a poll
     /// (cancelled before its next step).
     fn end_poll(&mut self, task: TaskId, now: Nanos, outcome: Option<Outcome>) {
-        let cpu = self.poll_started.take().map(|s| s.elapsed().as_nanos() as u64);
+        let cpu = self.poll_started.take().map(|s| cpu_now().saturating_sub(s).as_nanos() as u64);
         let Some(t) = self.tasks.get_mut(&task) else {
             return;
         };
@@ -339,6 +446,12 @@ impl Model {
             }
         }
     }
+}
+
+/// This thread's CPU clock: what the inspector measures steps with (works on the virtual
+/// clock too, where a step takes no loop time).
+fn cpu_now() -> Duration {
+    crate::pool::sys::thread_cpu_time()
 }
 
 /// The short name of a waker kind, as the table and timeline print it.
@@ -392,6 +505,16 @@ impl Inspector {
     /// The ASCII timeline, `width` columns of time (see `timeline.rs`).
     pub fn timeline(&self, width: usize) -> String {
         timeline::render(&self.model(), width)
+    }
+
+    /// The lints with a slow-step threshold (see `lints.rs`).
+    pub fn lints(&self, slow: Duration) -> Vec<lints::Lint> {
+        lints::lints(&self.model(), slow)
+    }
+
+    /// The iteration ledger and the wheel view, as text (see `lints.rs`).
+    pub fn ledger(&self) -> String {
+        lints::render_ledger(&self.model())
     }
 
     /// The Chrome trace-event JSON (see `chrome.rs`).

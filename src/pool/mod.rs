@@ -48,7 +48,7 @@ pub(crate) mod bridge;
 pub mod codec;
 pub mod frame;
 pub mod process;
-mod sys;
+pub(crate) mod sys;
 pub mod thread;
 
 pub use bridge::{ExecutorFuture, default_thread_pool, to_thread};

@@ -213,3 +213,18 @@ pub(crate) fn exit_now(code: libc::c_int) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
 }
+
+/// CPU time this thread has used so far (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`). The
+/// inspector measures polls and callbacks with it: unlike wall time it does not count time
+/// the thread spent descheduled, and unlike loop time it is not zero on the virtual clock.
+/// asyncio's slow-callback check measures wall time (`loop.time()` around the handle).
+pub(crate) fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable `timespec` for the duration of the call, and
+    // CLOCK_THREAD_CPUTIME_ID is supported by every Linux kernel this crate runs on.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
