@@ -731,3 +731,26 @@ fn run_cancels_leftover_tasks_after_their_first_step() {
     assert_eq!(out, "main done");
     assert_eq!(log.take(), ["late task first step"]);
 }
+
+/// A done-callback that reads a detached task's error retrieves it: no "never retrieved"
+/// report (the slot is freed only after the task's done-callbacks ran).
+/// CPython: test_futures.py::BaseFutureTests::test_tb_logger_exception_result_retrieved
+#[test]
+fn error_read_by_a_done_callback_is_retrieved() {
+    let (lp, log) = virtual_loop();
+    let reports = Log::new();
+    let r2 = reports.clone();
+    lp.set_exception_handler(move |m| r2.push(m.to_string()));
+    let t = lp.spawn_named("child", async { panic!("seen by the callback") });
+    let id = t.id();
+    let l = log.clone();
+    t.add_done_callback(move |lp| {
+        let e = lp.task_exception(id).expect("still readable in its done-callback");
+        l.push(format!("callback read: {e}"));
+    });
+    drop(t); // detached
+    lp.run_until_idle().unwrap();
+    assert_eq!(log.take(), ["callback read: child panicked: seen by the callback"]);
+    assert!(reports.take().is_empty());
+    assert_eq!(lp.task_state(id), None, "slot freed after its callbacks");
+}

@@ -169,6 +169,9 @@ fn on_task_done(
             wake = s.waker.clone(); // asyncio: `_on_completed_fut.set_result(True)`
         }
         let failed = failure.borrow_mut().take();
+        // asyncio's `_on_task_done` reads `task.exception()`: the group has the error now,
+        // so it is not "never retrieved" (K4).
+        let _ = lp.task_exception(id);
         if let Some(message) = failed {
             s.errors.push(Error::Panicked(PanicError { task, message }));
             if !s.aborting && !s.cancel_body && !s.exited {

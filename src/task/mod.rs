@@ -596,9 +596,17 @@ impl LoopHandle {
             (std::mem::take(&mut slot.watchers), !slot.handle_alive)
         };
         self.emit_with(|| EventKind::TaskFinished { task: id, outcome });
+        let has_callbacks = matches!(&watchers, Watchers::Many(_));
         self.fire_watchers(watchers);
         if free {
-            self.free_task_slot(id);
+            if has_callbacks {
+                // Its done-callbacks may still read its outcome (`task_exception`), as
+                // asyncio's `TaskGroup` does: forget the slot only after they ran (queued
+                // behind them), and only then decide whether an error went unread (K4).
+                self.call_soon(move |lp| lp.free_task_slot(id));
+            } else {
+                self.free_task_slot(id);
+            }
         }
     }
 
@@ -623,7 +631,7 @@ impl LoopHandle {
     }
 
     /// Remove a finished task whose handle is gone; report an unread failure (K4).
-    fn free_task_slot(&self, id: TaskId) {
+    pub(crate) fn free_task_slot(&self, id: TaskId) {
         let slot = {
             let mut tasks = self.inner.tasks.borrow_mut();
             match tasks.get(id.index as usize) {
@@ -741,6 +749,23 @@ impl LoopHandle {
             self.wake_task(id);
         }
         true
+    }
+
+    /// The error a finished task ended with (panic or cancellation), marking it retrieved so
+    /// it is not reported as "never retrieved" (K4); `None` if it succeeded, is still running,
+    /// or is gone. asyncio: `Task.exception()`, as a done-callback calls it.
+    pub fn task_exception(&self, id: TaskId) -> Option<Error> {
+        let mut tasks = self.inner.tasks.borrow_mut();
+        match tasks.get_mut(id.index as usize) {
+            Some(s) if s.id == id => match &mut s.body {
+                Body::Failed(f) => {
+                    f.retrieved = true;
+                    Some(f.error.clone())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// A task's display name, if the task exists.
