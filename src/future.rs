@@ -26,6 +26,9 @@
 //!   completion is scheduled too.
 //! - **F2** Callbacks and awaiting tasks are scheduled in registration order.
 //! - **F3** A future is completed at most once; a second `set_*` is an `InvalidState` error.
+//! - **F4** A task waiting here by id is counted in its header (`parked`) from registration
+//!   until it is woken or the future is dropped, so the loop can tell a task that something
+//!   can still wake from a task nothing will ever wake (the lost-waker lint).
 
 use std::cell::RefCell;
 use std::fmt;
@@ -51,16 +54,30 @@ pub(crate) enum Watcher<C> {
     /// The waker of something awaiting the future (not a looplab task of this loop).
     Waker(Waker),
     /// A looplab task awaiting the future: its id is all we need to wake it, so its lent
-    /// waker is never cloned (no allocation, W4).
+    /// waker is never cloned (no allocation, W4). Counted in the task's `parked` (F4).
     Task(TaskId),
 }
 
 impl<C> Watcher<C> {
-    /// The entry for an awaiter with `waker` on loop `loop_id`.
+    /// The entry for an awaiter with `waker` on loop `loop_id`. The caller counts a task
+    /// entry (F4) once it holds no borrow of the task slab.
     pub(crate) fn for_waker(waker: &Waker, loop_id: u64) -> Watcher<C> {
         match task_of(waker, loop_id) {
             Some(id) => Watcher::Task(id),
             None => Watcher::Waker(waker.clone()),
+        }
+    }
+
+    /// Wake whoever this entry stands for; a callback entry is scheduled with `call_soon`
+    /// by the caller instead (it needs its argument). F4: a task entry stops counting.
+    pub(crate) fn wake_awaiter(self, lp: &LoopHandle) {
+        match self {
+            Watcher::Waker(w) => w.wake(),
+            Watcher::Task(id) => {
+                lp.adjust_parked(id, -1);
+                lp.wake_task(id);
+            }
+            Watcher::Callback { .. } => {}
         }
     }
 
@@ -101,11 +118,27 @@ impl<C> DoneCallbacks<C> {
 
     /// Register an awaiter's waker: refresh it if that task already waits here (keeping its
     /// place), else append it.
-    pub(crate) fn set_waker(&mut self, waker: &Waker, loop_id: u64) {
+    /// Returns the task to count (F4) if a new task entry was added.
+    #[must_use = "a new task entry must be counted (F4)"]
+    pub(crate) fn set_waker(&mut self, waker: &Waker, loop_id: u64) -> Option<TaskId> {
         if self.list.iter().any(|w| w.same_awaiter(waker, loop_id)) {
-            return;
+            return None;
         }
-        self.list.push(Watcher::for_waker(waker, loop_id));
+        let w = Watcher::for_waker(waker, loop_id);
+        let added = if let Watcher::Task(id) = &w { Some(*id) } else { None };
+        self.list.push(w);
+        added
+    }
+
+    /// F4: the list is dropped unfired (its future was dropped while tasks awaited it): those
+    /// tasks no longer count it as something that can wake them.
+    pub(crate) fn release_tasks(&mut self, lp: &LoopHandle) {
+        for w in &self.list {
+            if let Watcher::Task(id) = w {
+                lp.adjust_parked(*id, -1);
+            }
+        }
+        self.list.clear();
     }
 
     /// Append an already-built entry.
@@ -144,8 +177,17 @@ enum FutState<T> {
 type FutCallback<T> = Box<dyn FnOnce(&LoopFuture<T>)>;
 
 struct FutureCell<T> {
+    /// The loop, so that dropping an unfired cell can release its awaiters' counts (F4).
+    lp: LoopHandle,
     state: FutState<T>,
     callbacks: DoneCallbacks<FutCallback<T>>,
+}
+
+impl<T> Drop for FutureCell<T> {
+    fn drop(&mut self) {
+        let lp = self.lp.clone();
+        self.callbacks.release_tasks(&lp);
+    }
 }
 
 /// asyncio's `Future`: a slot filled once, with done-callbacks. Cheap to clone (shared).
@@ -182,7 +224,11 @@ impl<T: 'static> LoopFuture<T> {
     pub fn new(lp: &LoopHandle) -> LoopFuture<T> {
         LoopFuture {
             lp: lp.clone(),
-            cell: Rc::new(RefCell::new(FutureCell { state: FutState::Pending, callbacks: DoneCallbacks::new() })),
+            cell: Rc::new(RefCell::new(FutureCell {
+                lp: lp.clone(),
+                state: FutState::Pending,
+                callbacks: DoneCallbacks::new(),
+            })),
         }
     }
 
@@ -238,8 +284,7 @@ impl<T: 'static> LoopFuture<T> {
                     let me = self.clone();
                     self.lp.call_soon(move |_| f(&me));
                 }
-                Watcher::Waker(w) => w.wake(),
-                Watcher::Task(id) => self.lp.wake_task(id),
+                other => other.wake_awaiter(&self.lp),
             }
         }
         Ok(())
@@ -302,7 +347,11 @@ impl<T: Clone + 'static> Future for LoopFuture<T> {
         match &c.state {
             FutState::Done(r) => Poll::Ready(r.clone()),
             FutState::Pending => {
-                c.callbacks.set_waker(cx.waker(), self.lp.id());
+                let added = c.callbacks.set_waker(cx.waker(), self.lp.id());
+                drop(c);
+                if let Some(id) = added {
+                    self.lp.adjust_parked(id, 1); // F4
+                }
                 Poll::Pending
             }
         }

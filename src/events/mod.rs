@@ -189,6 +189,8 @@ pub(crate) struct Inner {
     pub(crate) closed: Cell<bool>,
     /// Iterations run so far.
     pub(crate) iteration: Cell<u64>,
+    /// Run the lost-waker check at the end of each iteration (off by default: O(tasks)).
+    pub(crate) lost_waker_check: Cell<bool>,
     /// Pool jobs in flight and their delivered results (`pool/bridge.rs`).
     pub(crate) jobs: RefCell<crate::pool::bridge::JobTable>,
     /// Replaces the default report-to-stderr. asyncio: `set_exception_handler`.
@@ -294,6 +296,7 @@ impl Builder {
             iteration: Cell::new(0),
             exception_handler: RefCell::new(None),
             jobs: RefCell::new(slab::Slab::new()),
+            lost_waker_check: Cell::new(false),
         };
         Ok(EventLoop { handle: LoopHandle { inner: Rc::new(inner) } })
     }
@@ -683,7 +686,55 @@ impl LoopHandle {
                 Ready::Callback(id) => self.run_callback(id),
             }
         }
+        if inner.lost_waker_check.get() {
+            self.check_lost_wakers();
+        }
         Ok(())
+    }
+
+    /// Check, at the end of every iteration, for waiting tasks that nothing can ever wake
+    /// (the inspector's lost-waker lint). Costs a pass over the tasks and callbacks per
+    /// iteration, so it is off unless asked for.
+    pub fn set_lost_waker_check(&self, on: bool) {
+        self.inner.lost_waker_check.set(on);
+    }
+
+    /// A waiting task is *lost* when nothing references it: it is not queued, no pending
+    /// timer names it (`sleep`'s `WakeTask`, or a waker of it), no future or task holds its id
+    /// (F4: `parked`), and no clone of its owned waker exists anywhere (a socket, a lock, a
+    /// thread). In a single-threaded loop that is exact: nothing else can wake it. A wake-up
+    /// in flight from another thread is waited for (the check skips an iteration while the
+    /// inbox has mail).
+    fn check_lost_wakers(&self) {
+        let inner = &self.inner;
+        if inner.remote.pending() {
+            return;
+        }
+        let mut named_by_timers: Vec<TaskId> = Vec::new();
+        for (_, c) in inner.callbacks.borrow().iter() {
+            match &c.f {
+                CallbackFn::WakeTask(t) => named_by_timers.push(*t),
+                CallbackFn::Wake(w) => named_by_timers.extend(crate::task::raw_waker::task_of(w, inner.id)),
+                _ => {}
+            }
+        }
+        let mut lost = Vec::new();
+        {
+            let mut tasks = inner.tasks.borrow_mut();
+            for (_, s) in tasks.iter_mut() {
+                let referenced = s.queued
+                    || s.parked > 0
+                    || s.waker.as_ref().is_some_and(|w| crate::task::raw_waker::other_owned_clones(w) > 0)
+                    || named_by_timers.contains(&s.id);
+                if s.state == TaskState::Waiting && !referenced && !s.lost_reported {
+                    s.lost_reported = true;
+                    lost.push((s.id, s.display_name()));
+                }
+            }
+        }
+        for (task, name) in lost {
+            self.emit(EventKind::LostWaker { task, name });
+        }
     }
 
     /// Phase 2 in full: the real poll, or the virtual clock's jump, or deadlock detection.

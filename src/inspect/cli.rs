@@ -246,6 +246,9 @@ impl Session {
         }
         let wanted = args.timeline || args.table || args.trace_json.is_some() || args.lints || args.ledger;
         let inspector = wanted.then(|| Inspector::attach(&lp));
+        if args.lints {
+            lp.set_lost_waker_check(true);
+        }
         Session { lp, inspector, args: args.clone() }
     }
 

@@ -24,11 +24,16 @@
 //! retrieved", "Task was destroyed but it is pending!". asyncio has no ledger; the nearest
 //! is reading `_run_once` with a debugger.
 //!
+//! - **Lost waker**: a waiting task that nothing can ever wake, found by the loop itself at
+//!   the end of each iteration (`LoopHandle::set_lost_waker_check`, turned on by `--lints`)
+//!   and reported as a `LostWaker` event: exact in a single-threaded loop (F4, W1) in the
+//!   sense of the definition: no timer, no I/O interest, no live waker. A waker kept alive
+//!   only by something the waiting task itself owns (a `LoopFuture` it awaits and nobody
+//!   else holds) still counts as live: telling that apart needs reachability, a GC's job.
+//!
 //! # Not here yet
-//! The *lost waker* lint (a waiting task that nothing can wake) needs the loop's view of who
-//! holds a task's waker, including the wait lists of `LoopFuture`s, which the event stream
-//! does not carry; the heap backend's cancelled count and compactions are not in the event
-//! stream either.
+//! The heap backend's cancelled count and compactions are not in the event stream
+//! (`LoopHandle::timer_stats` has them).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -53,6 +58,8 @@ pub enum LintKind {
     ErrorNeverRetrieved,
     /// A task had not finished when the run ended.
     PendingAtEnd,
+    /// A waiting task that nothing could ever wake (the loop's check, `LostWaker`).
+    LostWaker,
 }
 
 /// One finding, with where it happened.
@@ -99,6 +106,17 @@ pub fn lints(model: &Model, slow: Duration) -> Vec<Lint> {
                 text: format!("error never retrieved: {message}"),
             });
         }
+    }
+    for (at, iteration, task, name) in &model.lost {
+        out.push(Lint {
+            kind: LintKind::LostWaker,
+            at: *at,
+            iteration: *iteration,
+            text: format!(
+                "lost waker: task {task} ({name}) is waiting, but no timer, future, socket or thread \
+                 holds its waker: it can never run again"
+            ),
+        });
     }
     out.sort_by_key(|l| (l.iteration, l.at));
     for t in model.tasks_in_order() {
@@ -235,6 +253,78 @@ mod tests {
         lp.call_soon(|_| std::thread::sleep(Duration::from_millis(150)));
         lp.run_until_complete(async { burn(Duration::from_millis(5)) }).unwrap();
         assert_eq!(ins.lints(SLOW_STEP), []);
+    }
+
+    /// The two classic lost wake-ups: a poll that returns Pending without keeping its waker
+    /// ("forgetful"), and a hand-made wait list that drops the waker it kept without waking
+    /// it ("dropped"): the loop's check reports each once, by name, when it happens.
+    #[test]
+    fn lost_waker_fires_when_nothing_can_wake_a_task() {
+        let lp = EventLoop::new_virtual();
+        lp.set_lost_waker_check(true);
+        let ins = Inspector::attach(&lp);
+        let slot: std::rc::Rc<std::cell::RefCell<Option<std::task::Waker>>> = Default::default();
+        let s2 = slot.clone();
+        let mut first = true;
+        lp.spawn_named(
+            "dropped",
+            std::future::poll_fn(move |cx| {
+                if std::mem::take(&mut first) {
+                    *s2.borrow_mut() = Some(cx.waker().clone()); // kept in a wait list...
+                }
+                std::task::Poll::<()>::Pending
+            }),
+        )
+        .detach();
+        lp.spawn_named("forgetful", std::future::poll_fn(|_cx| std::task::Poll::<()>::Pending)).detach();
+        lp.call_later(Duration::from_secs(1), move |_| drop(slot.borrow_mut().take())); // ...then lost
+        lp.call_later(Duration::from_secs(2), |lp| lp.stop());
+        lp.run_forever().unwrap();
+        let l: Vec<_> = ins.lints(SLOW_STEP).into_iter().filter(|l| l.kind == LintKind::LostWaker).collect();
+        let texts: Vec<_> =
+            l.iter().map(|l| (fmt_secs(l.at), l.text.split(" is waiting").next().unwrap().to_string())).collect();
+        assert_eq!(
+            texts,
+            [
+                ("0.000s".to_string(), "lost waker: task T2 (forgetful)".to_string()), // iteration 1
+                ("1.000s".to_string(), "lost waker: task T1 (dropped)".to_string()),   // once its waker is gone
+            ]
+        );
+    }
+
+    /// Tasks waiting on a timer, on a live future, on another task, on a lock or on a thread
+    /// pool job are all wakeable: no lint.
+    #[test]
+    fn lost_waker_quiet_for_every_way_of_waiting() {
+        let lp = EventLoop::new_virtual();
+        lp.set_lost_waker_check(true);
+        let ins = Inspector::attach(&lp);
+        let fut = crate::LoopFuture::<u8>::new(&lp);
+        let f2 = fut.clone();
+        let h = lp.handle();
+        lp.run_until_complete(async move {
+            let sleeper = h.spawn(crate::sleep(Duration::from_secs(1)));
+            let waiter = h.spawn(async move { f2.await.ok() });
+            let joiner = h.spawn(async move { sleeper.await.ok() });
+            let lock = std::rc::Rc::new(crate::Lock::new());
+            let guard = lock.acquire().await;
+            let l2 = lock.clone();
+            let locker = h.spawn(async move {
+                let _g = l2.acquire().await;
+            });
+            let pool = crate::pool::ThreadPool::new(1).unwrap();
+            let job = h.run_in_executor(&pool, || 7);
+            crate::sleep(Duration::from_millis(500)).await;
+            drop(guard);
+            fut.set_result(1).unwrap();
+            assert_eq!(job.await.unwrap(), 7);
+            joiner.await.unwrap();
+            waiter.await.unwrap();
+            locker.await.unwrap();
+        })
+        .unwrap();
+        let l: Vec<_> = ins.lints(SLOW_STEP).into_iter().filter(|l| l.kind == LintKind::LostWaker).collect();
+        assert_eq!(l, []);
     }
 
     /// A failed task whose handle is dropped unread is reported; an awaited one is not.

@@ -201,6 +201,8 @@ pub struct Model {
     pub ledger: Vec<IterationRecord>,
     /// Messages the loop reported (`ExceptionReported`), with their loop time and iteration.
     pub reports: Vec<(Nanos, u64, String)>,
+    /// Tasks the loop found nothing can ever wake (`LostWaker`): time, iteration, task, name.
+    pub lost: Vec<(Nanos, u64, crate::task::TaskId, String)>,
     /// Timers scheduled and not yet due or cancelled: deadline and placement when scheduled.
     pub live_timers: BTreeMap<CallbackId, (Nanos, Placement)>,
     /// Cascades seen, per wheel level (index = level).
@@ -318,6 +320,7 @@ impl Model {
                 }
             }
             ExceptionReported { message } => self.reports.push((now, self.iterations, message.clone())),
+            LostWaker { task, name } => self.lost.push((now, self.iterations, *task, name.clone())),
             TaskCreated { task, name } => {
                 self.tasks.insert(
                     *task,

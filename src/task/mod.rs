@@ -177,23 +177,29 @@ pub(crate) enum Watchers {
 }
 
 impl Watchers {
-    /// Register an awaiter's waker (keeping its place if it is already registered).
-    fn set_waker(&mut self, waker: &Waker, loop_id: u64) {
+    /// Register an awaiter's waker (keeping its place if it is already registered). Returns
+    /// the task to count (F4) if a new task entry was added.
+    fn set_waker(&mut self, waker: &Waker, loop_id: u64) -> Option<TaskId> {
         match self {
             Watchers::None => match Watcher::for_waker(waker, loop_id) {
-                Watcher::Task(id) => *self = Watchers::Task(id),
+                Watcher::Task(id) => {
+                    *self = Watchers::Task(id);
+                    Some(id)
+                }
                 other => {
                     let mut list = Box::new(DoneCallbacks::new());
                     list.push(other);
                     *self = Watchers::Many(list);
+                    None
                 }
             },
-            Watchers::Task(id) if raw_waker::task_of(waker, loop_id) == Some(*id) => {}
+            Watchers::Task(id) if raw_waker::task_of(waker, loop_id) == Some(*id) => None,
             Watchers::Task(id) => {
                 let mut list = Box::new(DoneCallbacks::new());
                 list.push(Watcher::Task(*id));
-                list.set_waker(waker, loop_id);
+                let added = list.set_waker(waker, loop_id);
                 *self = Watchers::Many(list);
+                added
             }
             Watchers::Many(list) => list.set_waker(waker, loop_id),
         }
@@ -232,6 +238,11 @@ pub(crate) struct TaskSlot {
     pub(crate) handle_alive: bool,
     /// How many times it was polled.
     pub(crate) polls: u32,
+    /// How many futures and tasks hold this task's id to wake it (F4): with the timers that
+    /// name it and the clones of its owned waker, what the lost-waker check counts.
+    pub(crate) parked: u16,
+    /// The lost-waker check already reported this task.
+    pub(crate) lost_reported: bool,
     /// `size_of_val` of the future, for the walkthrough.
     pub(crate) future_size: u32,
     /// Name given at spawn; `None` means `Task-N`. Boxed twice so the header pays 8 bytes,
@@ -407,6 +418,8 @@ impl LoopHandle {
                 cancel_requested: false,
                 handle_alive: true,
                 polls: 0,
+                parked: 0,
+                lost_reported: false,
                 future_size: u32::try_from(future_size).unwrap_or(u32::MAX),
                 name,
                 body: if closed { Body::Polling } else { Body::Future(boxed) },
@@ -615,15 +628,14 @@ impl LoopHandle {
     fn fire_watchers(&self, watchers: Watchers) {
         match watchers {
             Watchers::None => {}
-            Watchers::Task(id) => self.wake_task(id),
+            Watchers::Task(id) => Watcher::<TaskCallback>::Task(id).wake_awaiter(self),
             Watchers::Many(list) => {
                 for w in list.into_iter() {
                     match w {
                         Watcher::Callback { f, .. } => {
                             self.call_soon(f);
                         }
-                        Watcher::Waker(w) => w.wake(),
-                        Watcher::Task(id) => self.wake_task(id),
+                        other => other.wake_awaiter(self),
                     }
                 }
             }
@@ -695,9 +707,16 @@ impl LoopHandle {
     fn watch_task(&self, id: TaskId, waker: &Waker) {
         let current = self.inner.current.get();
         let mut tasks = self.inner.tasks.borrow_mut();
+        let mut added = None;
         if let Some(slot) = tasks.get_mut(id.index as usize) {
             if slot.id == id {
-                slot.watchers.set_waker(waker, self.inner.id);
+                added = slot.watchers.set_waker(waker, self.inner.id);
+            }
+        }
+        // F4: count the new entry in the awaiting task's header (same borrow).
+        if let Some(a) = added {
+            if let Some(s) = tasks.get_mut(a.index as usize).filter(|s| s.id == a) {
+                s.parked = s.parked.saturating_add(1);
             }
         }
         if let Running::Task(me) = current {
@@ -765,6 +784,17 @@ impl LoopHandle {
                 _ => None,
             },
             _ => None,
+        }
+    }
+
+    /// F4: one more (`delta` = 1) or one fewer (-1) future or task holds `id` to wake it.
+    /// Never panics: a slab already borrowed (a destructor running inside the loop's own
+    /// bookkeeping) leaves the count as it was, which can only hide a lost waker, never
+    /// invent one.
+    pub(crate) fn adjust_parked(&self, id: TaskId, delta: i32) {
+        let Ok(mut tasks) = self.inner.tasks.try_borrow_mut() else { return };
+        if let Some(s) = tasks.get_mut(id.index as usize).filter(|s| s.id == id) {
+            s.parked = if delta > 0 { s.parked.saturating_add(1) } else { s.parked.saturating_sub(1) };
         }
     }
 

@@ -191,6 +191,19 @@ pub(crate) fn task_of(waker: &Waker, loop_id: u64) -> Option<TaskId> {
     }
 }
 
+/// How many *other* owned wakers share this task's `Arc<TaskWaker>`, for the lost-waker
+/// check: the slot's own waker is one count, each clone held elsewhere (a socket, a lock's
+/// wait list, another thread) one more. Zero for wakers that are not ours.
+pub(crate) fn other_owned_clones(waker: &Waker) -> usize {
+    if !std::ptr::eq(waker.vtable(), &VTABLE) {
+        return 0;
+    }
+    // SAFETY: W1. The vtable says `data` came from `Arc::<TaskWaker>::into_raw` and `waker`
+    // owns one count, alive while it is borrowed; ManuallyDrop keeps us from releasing it.
+    let arc = ManuallyDrop::new(unsafe { Arc::from_raw(waker.data().cast::<TaskWaker>()) });
+    Arc::strong_count(&arc).saturating_sub(1)
+}
+
 /// `RawWakerVTable::clone`: a second waker for the same task.
 ///
 /// # Safety

@@ -203,6 +203,15 @@ pub enum EventKind {
         /// The message.
         message: String,
     },
+    /// A waiting task that nothing can ever wake: not queued, no timer names it, no future or
+    /// task holds its id, no clone of its waker exists (the lost-waker check, when enabled
+    /// with `set_lost_waker_check`). Reported once per task.
+    LostWaker {
+        /// The task.
+        task: TaskId,
+        /// Its name.
+        name: String,
+    },
     /// `stop()` took effect at the end of an iteration.
     Stopped,
     /// A learner's own marker, emitted with `EventLoop::trace_note`.
@@ -270,6 +279,7 @@ impl fmt::Display for EventKind {
                 write!(f, "io token {token} ready (r={readable} w={writable})")
             }
             ExceptionReported { message } => write!(f, "exception: {message}"),
+            LostWaker { task, name } => write!(f, "task {task} ({name}) can never be woken (lost waker)"),
             Stopped => f.write_str("loop stopped"),
             Note { text } => write!(f, "note: {text}"),
         }
