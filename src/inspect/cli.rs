@@ -273,6 +273,14 @@ impl Session {
         if self.args.ledger {
             writeln!(out);
             write!(out, "{}", ins.ledger());
+            // The queue's own counters: for the heap backend, its lazily cancelled entries
+            // and asyncio-rule compactions, which the event stream does not carry.
+            let st = self.lp.timer_stats();
+            writeln!(
+                out,
+                "timer queue counters: live={} cascades={} cascaded_entries={} compactions={} cancelled_in_heap={}",
+                st.live, st.cascades, st.cascaded_entries, st.compactions, st.cancelled_in_heap
+            );
         }
         if self.args.lints {
             writeln!(out);

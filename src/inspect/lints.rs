@@ -31,9 +31,8 @@
 //!   only by something the waiting task itself owns (a `LoopFuture` it awaits and nobody
 //!   else holds) still counts as live: telling that apart needs reachability, a GC's job.
 //!
-//! # Not here yet
-//! The heap backend's cancelled count and compactions are not in the event stream
-//! (`LoopHandle::timer_stats` has them).
+//! The heap backend's cancelled count and compactions are not in the event stream: `--ledger`
+//! prints them after the ledger from `LoopHandle::timer_stats`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
