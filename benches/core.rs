@@ -381,7 +381,7 @@ fn w6(rt: &str) -> f64 {
 // ------------------------------------------------------------------ driver
 
 fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
