@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use looplab::{EventLoop, LoopError, LoopFuture, get_running_loop, sleep, yield_now};
+use looplab::pool::{PoolError, ProcessPool, ProcessPoolOptions, Registry, ThreadPool};
+use looplab::{Error, EventLoop, LoopError, LoopFuture, get_running_loop, sleep, yield_now};
 
 /// xorshift64: the same "random" steps every run, without a `rand` dependency.
 fn step(s: &mut u64) -> u64 {
@@ -368,4 +369,352 @@ fn close_closes_pending_sockets() {
         let mut buf = [0u8; 1];
         assert_eq!(std::io::Read::read(&mut peer, &mut buf).unwrap(), 0);
     }
+}
+
+// ------------------------------------------------------------------ the process pool's worker
+
+/// Jobs for the process-pool tests: small, deterministic, and one that panics.
+mod jobs {
+    /// A small job with a checkable result: 64 xorshift steps from `x`.
+    pub fn mix(x: u64) -> u64 {
+        let mut s = x | 1;
+        for _ in 0..64 {
+            super::step(&mut s);
+        }
+        s
+    }
+    /// Panics for every argument divisible by 3.
+    pub fn picky(x: u64) -> u64 {
+        assert!(x % 3 != 0, "picky job {x} panicked on purpose");
+        x * 2
+    }
+}
+
+fn registry() -> Registry {
+    Registry::new().register("mix", jobs::mix).register("picky", jobs::picky)
+}
+
+/// The worker processes' entry (tests/pool.rs explains the mechanism): in a worker started
+/// with `libtest_worker("worker_entry")` this serves calls and exits; in a normal run it
+/// returns at once.
+#[test]
+fn worker_entry() {
+    registry().run_worker_if_child();
+}
+
+fn process_pool(workers: usize) -> ProcessPool {
+    let options =
+        ProcessPoolOptions::new(workers).libtest_worker("worker_entry").shutdown_grace(Duration::from_secs(5));
+    ProcessPool::with_options(registry(), options).expect("pool starts")
+}
+
+/// Serializes the tests that start processes, so a SIGKILL aimed at one pool's worker can
+/// only hit that pool (the victim is also checked to be our child just before the kill).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Is `pid` a live child of this process? (`/proc/PID/stat`, field 4 is the parent.)
+fn is_our_child(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let after_name = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+    let mut fields = after_name.split_whitespace();
+    let state = fields.next();
+    let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+    ppid == Some(std::process::id()) && state != Some("Z")
+}
+
+// ------------------------------------------------------------------ faults
+
+/// E7, K4, F-callbacks, J*: a panic in a task, a `call_soon` callback, a timer callback, a
+/// task's done-callback, a `LoopFuture`'s done-callback, a thread-pool job and a process-pool
+/// job. Each is caught where it happens and becomes an error for whoever awaits, or a report
+/// through the exception handler; a bystander task that ticks through all of it finishes with
+/// every tick, and the pools serve the next job (the process worker survives its panic).
+#[test]
+#[cfg_attr(miri, ignore = "starts worker processes")]
+fn fault_panics_everywhere_are_contained() {
+    let _g = serial();
+    let procs = process_pool(1);
+    let threads = ThreadPool::new(2).unwrap();
+    let lp = EventLoop::new_virtual();
+    let reports = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = reports.clone();
+    lp.set_exception_handler(move |msg| sink.lock().unwrap().push(msg.to_string()));
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let t = ticks.clone();
+    let bystander = lp.spawn(async move {
+        for _ in 0..100 {
+            sleep(Duration::from_millis(10)).await;
+            t.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    lp.call_soon(|_| panic!("callback panicked on purpose"));
+    lp.call_later(Duration::from_millis(5), |_| panic!("timer callback panicked on purpose"));
+    let out = lp
+        .run_until_complete(async move {
+            let lp = get_running_loop().unwrap();
+            let bad = lp.spawn(async {
+                yield_now().await;
+                panic!("task panicked on purpose")
+            });
+            bad.add_done_callback(|_| panic!("done-callback panicked on purpose"));
+            let task_err = bad.await.unwrap_err();
+            let fut = LoopFuture::<u8>::new(&lp);
+            fut.add_done_callback(|_| panic!("future done-callback panicked on purpose"));
+            fut.set_result(1).unwrap();
+            let thread_err = lp.run_in_executor(&threads, || -> u64 { panic!("thread job panicked on purpose") }).await;
+            let thread_ok = lp.run_in_executor(&threads, || 5u64).await;
+            let proc_err = lp.run_in_process::<u64, u64>(&procs, "picky", 9).await;
+            let proc_ok = lp.run_in_process::<u64, u64>(&procs, "picky", 10).await;
+            bystander.await.unwrap();
+            (task_err, fut.result(), thread_err, thread_ok, proc_err, proc_ok)
+        })
+        .unwrap();
+    let (task_err, fut_result, thread_err, thread_ok, proc_err, proc_ok) = out;
+    assert!(
+        matches!(&task_err, Error::Panicked(p) if p.to_string().contains("task panicked on purpose")),
+        "{task_err}"
+    );
+    assert_eq!(fut_result, Ok(1), "a panicking done-callback leaves the result alone");
+    assert!(
+        matches!(&thread_err, Err(PoolError::Panicked { message }) if message.contains("thread job")),
+        "{thread_err:?}"
+    );
+    assert_eq!(thread_ok, Ok(5));
+    assert!(
+        matches!(&proc_err, Err(PoolError::Panicked { message }) if message.contains("picky job 9")),
+        "{proc_err:?}"
+    );
+    assert_eq!(proc_ok, Ok(20), "the worker survived its job's panic");
+    assert_eq!(ticks.load(Ordering::SeqCst), 100, "the bystander missed nothing");
+    let reports = reports.lock().unwrap();
+    for what in ["callback", "timer callback", "done-callback", "future done-callback"] {
+        let line = format!("panicked: {what} panicked on purpose");
+        assert_eq!(reports.iter().filter(|r| r.ends_with(&line)).count(), 1, "{what}: {reports:?}");
+    }
+    assert_eq!(reports.len(), 4, "the task's panic went to its awaiter, not the handler: {reports:?}");
+    // The loop still runs new work.
+    assert_eq!(lp.run_until_complete(async { 3 }).unwrap(), 3);
+}
+
+/// P*: SIGKILL a worker at pseudo-random moments of a long `map` (at random result indices,
+/// a random live worker). Every item either completes with the right value or fails with
+/// `WorkerDied` naming SIGKILL; no item is lost or duplicated; at most one item fails per
+/// kill (only the job the victim was running); resubmitting the failed items completes the
+/// map, and the checksum over all items is the expected one.
+#[test]
+#[cfg_attr(miri, ignore = "starts and kills worker processes")]
+fn fault_sigkill_workers_during_a_long_map() {
+    let _g = serial();
+    const N: u64 = 4_000;
+    let pool = process_pool(3);
+    let mut rng = 0xDEAD_BEEF_u64;
+    let mut results: Vec<Option<u64>> = vec![None; N as usize];
+    let mut failed = Vec::new();
+    let mut kills = 0;
+    for (i, r) in pool.map("mix", 0..N, 1).unwrap().enumerate() {
+        match r {
+            Ok(v) => results[i] = Some(v),
+            Err(PoolError::WorkerDied { status, .. }) => {
+                assert_eq!(status.to_string(), "signal 9 (SIGKILL)");
+                failed.push(i as u64);
+            }
+            Err(e) => panic!("item {i}: unexpected {e:?}"),
+        }
+        if step(&mut rng) % 200 == 0 {
+            let pids = pool.worker_pids();
+            let victim = pids[(step(&mut rng) % pids.len() as u64) as usize];
+            if is_our_child(victim) {
+                // SAFETY: `victim` is an unreaped child of this process (checked just above;
+                // the pool reaps only after its pidfd reports the death).
+                if unsafe { libc::kill(victim as i32, libc::SIGKILL) } == 0 {
+                    kills += 1;
+                }
+            }
+        }
+    }
+    assert!(kills >= 3, "the schedule tries about 20 kills (one per 200 results): {kills}");
+    // Resubmit what failed. A worker killed just before the map ended may still take a job
+    // before its death is noticed, so this is a loop, bounded by the number of kills.
+    let mut failures = failed.len();
+    let mut rounds = 0;
+    while !failed.is_empty() {
+        rounds += 1;
+        assert!(rounds <= kills + 1, "resubmission does not converge");
+        let again = std::mem::take(&mut failed);
+        for (i, r) in again.iter().zip(pool.map("mix", again.clone(), 1).unwrap()) {
+            match r {
+                Ok(v) => results[*i as usize] = Some(v),
+                Err(PoolError::WorkerDied { .. }) => failed.push(*i),
+                Err(e) => panic!("item {i}: unexpected {e:?}"),
+            }
+        }
+        failures += failed.len();
+    }
+    assert!(failures <= kills, "{failures} failures for {kills} kills: only the victim's job fails");
+    println!("{N} items, {kills} workers SIGKILLed, {failures} items failed and were resubmitted ({rounds} rounds)");
+    let want: u64 = (0..N).map(jobs::mix).fold(0, u64::wrapping_add);
+    let got: u64 = results.iter().map(|r| r.expect("every item accounted for")).fold(0, u64::wrapping_add);
+    assert_eq!(got, want);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(*r, Some(jobs::mix(i as u64)), "item {i}");
+    }
+}
+
+/// N1, N5 with a hostile peer: a client sends a frame header announcing 4,096 bytes, 1,000
+/// of them, then resets the connection (SO_LINGER 0). The server task reading the frame gets
+/// an error (reset or early end of file), never a short frame, a panic or a hang; the next
+/// connection on the same loop is served normally.
+#[test]
+#[cfg_attr(miri, ignore = "real sockets")]
+fn fault_peer_resets_mid_frame() {
+    use looplab::net::TcpListener;
+    use std::io::Write;
+    let lp = EventLoop::new();
+    let (first, second) = lp
+        .run_until_complete(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = std::thread::spawn(move || {
+                let mut bad = std::net::TcpStream::connect(addr).unwrap();
+                bad.write_all(&4096u32.to_le_bytes()).unwrap();
+                bad.write_all(&[7u8; 1000]).unwrap();
+                let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+                // SAFETY: `bad` owns an open socket, and `linger` is a valid value of the size
+                // given for the duration of the call.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        std::os::fd::AsRawFd::as_raw_fd(&bad),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&linger as *const libc::linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(rc, 0);
+                drop(bad); // RST, not FIN
+                let mut good = std::net::TcpStream::connect(addr).unwrap();
+                good.write_all(&3u32.to_le_bytes()).unwrap();
+                good.write_all(b"abc").unwrap();
+                let mut reply = [0u8; 8];
+                std::io::Read::read_exact(&mut good, &mut reply).unwrap();
+                u64::from_le_bytes(reply)
+            });
+            /// One frame: `u32 len | body`; replies with the body's byte sum.
+            async fn serve(stream: looplab::net::TcpStream) -> std::io::Result<u64> {
+                let mut len = [0u8; 4];
+                stream.read_exact(&mut len).await?;
+                let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
+                stream.read_exact(&mut body).await?;
+                let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+                stream.write_all(&sum.to_le_bytes()).await?;
+                Ok(sum)
+            }
+            let (s1, _) = listener.accept().await.unwrap();
+            let first = serve(s1).await;
+            let (s2, _) = listener.accept().await.unwrap();
+            let second = serve(s2).await;
+            let client_saw = client.join().unwrap();
+            (first, second.map(|s| (s, client_saw)))
+        })
+        .unwrap();
+    let err = first.expect_err("a reset mid-frame is an error, never a short frame");
+    assert!(matches!(err.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof), "{err:?}");
+    assert_eq!(second.unwrap(), (294, 294), "the next connection is served");
+}
+
+/// C1–C2, T2–T4 across a jump of centuries: timers of 1 day, 1, 10 and 100 years, a sleep of
+/// `Duration::MAX` (saturates at the clock's end, u64 nanoseconds, about 584 years), and a
+/// `wait_for` with a 1-year timeout around a 200-year sleep, all on the virtual clock. They
+/// fire in deadline order at their exact times; the timeout fires; after the jump, a 1 ms
+/// sleep and a `call_soon` still work.
+#[test]
+fn fault_virtual_clock_jumps_by_years() {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let lp = EventLoop::new_virtual();
+    let fired = Arc::new(Mutex::new(Vec::<(u32, Duration)>::new()));
+    for (tag, d) in [(100, YEAR * 100), (1, YEAR), (10, YEAR * 10), (0, Duration::from_secs(86_400))] {
+        let f = fired.clone();
+        lp.call_later(d, move |lp| f.lock().unwrap().push((tag, lp.time())));
+    }
+    let forever = lp.spawn(sleep(Duration::MAX));
+    let (timed_out, after) = lp
+        .run_until_complete(async move {
+            let lp = get_running_loop().unwrap();
+            let timed_out = looplab::wait_for(sleep(YEAR * 200), YEAR).await;
+            sleep(YEAR * 150).await;
+            let t0 = lp.time();
+            sleep(Duration::from_millis(1)).await;
+            let fut = LoopFuture::<Duration>::new(&lp);
+            let setter = fut.clone();
+            lp.call_soon(move |lp| setter.set_result(lp.time()).unwrap());
+            let soon = fut.await.unwrap();
+            (timed_out, (t0, soon))
+        })
+        .unwrap();
+    assert!(matches!(timed_out, Err(Error::Timeout(_))), "{timed_out:?}");
+    let fired = fired.lock().unwrap().clone();
+    let day = Duration::from_secs(86_400);
+    assert_eq!(fired, [(0, day), (1, YEAR), (10, YEAR * 10), (100, YEAR * 100)], "exact, in order");
+    assert_eq!(after.0, YEAR * 151, "1 year (timeout) + 150 years");
+    assert_eq!(after.1, YEAR * 151 + Duration::from_millis(1));
+    assert!(!forever.is_done(), "Duration::MAX is ~584 years away");
+    assert!(forever.cancel());
+    lp.run_until_complete(async {}).unwrap();
+    assert!(forever.is_cancelled());
+}
+
+/// E5 from another thread: two tasks yield to each other as fast as they can while another
+/// thread calls `stop()` at a pseudo-random moment, 50 times. Each time `run_forever` returns
+/// after a whole iteration (both tasks took the same number of steps: the iteration in which
+/// the stop arrived was finished), and the next `run_forever` picks up where it left off; in
+/// the end both tasks complete every step.
+#[test]
+fn fault_stop_from_another_thread_mid_iteration() {
+    let rounds = if cfg!(miri) { 3 } else { 50 };
+    let steps = 1_000_000u64;
+    let lp = EventLoop::new();
+    let counters: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let tasks: Vec<_> = (0..2)
+        .map(|i| {
+            let c = counters.clone();
+            lp.spawn(async move {
+                for _ in 0..steps {
+                    c[i].fetch_add(1, Ordering::SeqCst);
+                    yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut rng = 0xFACE_u64;
+    let mut stops = 0;
+    for _ in 0..rounds {
+        if tasks.iter().all(|t| t.is_done()) {
+            break;
+        }
+        let remote = lp.threadsafe_handle();
+        let delay = step(&mut rng) % 20_000;
+        let stopper = std::thread::spawn(move || {
+            for _ in 0..delay {
+                std::hint::spin_loop();
+            }
+            remote.stop().unwrap();
+        });
+        lp.run_forever().unwrap();
+        stopper.join().unwrap();
+        stops += 1;
+        let (a, b) = (counters[0].load(Ordering::SeqCst), counters[1].load(Ordering::SeqCst));
+        assert_eq!(a, b, "stop {stops}: the iteration was cut short");
+    }
+    let left = lp.run_until_complete(async move {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    left.unwrap();
+    assert_eq!(counters[0].load(Ordering::SeqCst), steps);
+    assert_eq!(counters[1].load(Ordering::SeqCst), steps);
+    println!("stopped from another thread {stops} times mid-run");
 }
