@@ -15,8 +15,10 @@
 
 mod common;
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
@@ -717,4 +719,309 @@ fn fault_stop_from_another_thread_mid_iteration() {
     assert_eq!(counters[0].load(Ordering::SeqCst), steps);
     assert_eq!(counters[1].load(Ordering::SeqCst), steps);
     println!("stopped from another thread {stops} times mid-run");
+}
+
+// ------------------------------------------------------------------ load (release, #[ignore])
+
+/// Resident memory of this process in bytes (`/proc/self/statm`, field 2, in pages).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// One loop holding 1,000,000 sleeping tasks (deadlines spread over 10,000 distinct
+/// milliseconds, many equal: E3's tie order is exercised a million times). Each task records
+/// that it woke no earlier than its deadline; the count and a checksum over the task numbers
+/// account for every one. Prints resident memory per sleeping task.
+#[test]
+#[ignore = "load: 1,000,000 tasks; run in release via scripts/load.sh"]
+fn load_million_sleeping_tasks() {
+    const N: u64 = 1_000_000;
+    let lp = EventLoop::new_virtual();
+    let woke = Rc::new(Cell::new((0u64, 0u64))); // (count, checksum)
+    let early = Rc::new(Cell::new(0u64));
+    let before = rss_bytes();
+    let t0 = std::time::Instant::now();
+    for i in 0..N {
+        let (woke, early) = (woke.clone(), early.clone());
+        lp.spawn(async move {
+            let d = Duration::from_millis(1 + i % 10_000);
+            sleep(d).await;
+            let lp = get_running_loop().unwrap();
+            if lp.time() < d {
+                early.set(early.get() + 1);
+            }
+            let (n, sum) = woke.get();
+            woke.set((n + 1, sum.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))));
+        })
+        .detach();
+    }
+    // One step each: every task is now asleep on a timer.
+    lp.run_until_complete(yield_now()).unwrap();
+    let per_task = (rss_bytes() - before) as f64 / N as f64;
+    let spawned = t0.elapsed();
+    assert_eq!(lp.timer_stats().live, N as usize, "one timer per sleeping task");
+    assert_eq!(woke.get().0, 0);
+    lp.run_until_idle().unwrap();
+    let want = (0..N).fold(0u64, |s, i| s.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    assert_eq!(woke.get(), (N, want), "every task woke once");
+    assert_eq!(early.get(), 0, "T2: no timer fired early");
+    assert_eq!(lp.time(), Duration::from_millis(10_000));
+    println!(
+        "1,000,000 sleeping tasks: {per_task:.0} B resident per task; spawned and parked in {spawned:?}, \
+         all woken in {:?} total",
+        t0.elapsed()
+    );
+}
+
+/// One loop holding 1,000,000 pending `call_later` timers with pseudo-random deadlines (up to
+/// one hour, nanosecond precision); 1 % of them cancelled. The rest fire in `(deadline, seq)`
+/// order, never early, each once: count and checksum. Prints resident memory per timer.
+#[test]
+#[ignore = "load: 1,000,000 timers; run in release via scripts/load.sh"]
+fn load_million_pending_timers() {
+    const N: u64 = 1_000_000;
+    let lp = EventLoop::new_virtual();
+    let state = Rc::new(Cell::new((0u64, 0u64, Duration::ZERO, 0u64))); // count, sum, last, bad
+    let before = rss_bytes();
+    let t0 = std::time::Instant::now();
+    let mut rng = 0xABCD_u64;
+    let mut handles = Vec::with_capacity(N as usize);
+    let mut want = (0u64, 0u64);
+    for i in 0..N {
+        let d = Duration::from_nanos(step(&mut rng) % 3_600_000_000_000);
+        let s = state.clone();
+        handles.push(lp.call_later(d, move |lp| {
+            let (n, sum, last, mut bad) = s.get();
+            if lp.time() < d || lp.time() < last {
+                bad += 1;
+            }
+            s.set((n + 1, sum.wrapping_add(i ^ d.as_nanos() as u64), lp.time(), bad));
+        }));
+        if i % 100 != 7 {
+            want = (want.0 + 1, want.1.wrapping_add(i ^ d.as_nanos() as u64));
+        }
+    }
+    let per_timer = (rss_bytes() - before) as f64 / N as f64;
+    for (i, h) in handles.iter().enumerate() {
+        if i % 100 == 7 {
+            assert!(h.cancel());
+        }
+    }
+    assert_eq!(lp.timer_stats().live, (N - N / 100) as usize);
+    lp.run_until_idle().unwrap();
+    let (n, sum, _, bad) = state.get();
+    assert_eq!((n, sum), want, "every live timer fired once, no cancelled one did");
+    assert_eq!(bad, 0, "none early, none out of order");
+    println!(
+        "1,000,000 timers: {per_timer:.0} B resident per pending timer (with its TimerHandle); \
+         scheduled, 10,000 cancelled, the rest fired in {:?}",
+        t0.elapsed()
+    );
+}
+
+/// 100,000 tasks contend for one `Lock`, each holding it across a `yield_now` (so every other
+/// task runs meanwhile): mutual exclusion never breaks and the lock is granted in request
+/// order (V2). Then 50,000 producers and 50,000 consumers share one `Queue` of size 64: every
+/// item is received exactly once (count and checksum) and `join` returns after the last
+/// `task_done`.
+#[test]
+#[ignore = "load: 100,000 tasks; run in release via scripts/load.sh"]
+fn load_lock_and_queue_contention() {
+    const N: u64 = 100_000;
+    let lp = EventLoop::new_virtual();
+    let t0 = std::time::Instant::now();
+    let lock = looplab::Lock::new();
+    let inside = Rc::new(Cell::new(false));
+    let order = Rc::new(std::cell::RefCell::new(Vec::with_capacity(N as usize)));
+    for i in 0..N {
+        let (lock, inside, order) = (lock.clone(), inside.clone(), order.clone());
+        lp.spawn(async move {
+            let guard = lock.acquire().await;
+            assert!(!inside.replace(true), "two tasks inside the lock");
+            order.borrow_mut().push(i);
+            yield_now().await;
+            inside.set(false);
+            drop(guard);
+        })
+        .detach();
+    }
+    lp.run_until_idle().unwrap();
+    assert!(order.borrow().iter().copied().eq(0..N), "V2: granted in request order");
+    let lock_time = t0.elapsed();
+    let q = looplab::Queue::<u64>::new(64);
+    let got = Rc::new(Cell::new((0u64, 0u64)));
+    for i in 0..N / 2 {
+        let producer = q.clone();
+        lp.spawn(async move { producer.put(i * 3 + 1).await }).detach();
+        let (q, got) = (q.clone(), got.clone());
+        lp.spawn(async move {
+            let v = q.get().await;
+            let (n, s) = got.get();
+            got.set((n + 1, s + v));
+            q.task_done().unwrap();
+        })
+        .detach();
+    }
+    let q2 = q.clone();
+    lp.run_until_complete(async move { q2.join().await }).unwrap();
+    let want: u64 = (0..N / 2).map(|i| i * 3 + 1).sum();
+    assert_eq!(got.get(), (N / 2, want));
+    assert!(q.empty());
+    println!(
+        "100,000 tasks on one Lock in {lock_time:?}; 50,000 + 50,000 on one Queue(64) in {:?}",
+        t0.elapsed() - lock_time
+    );
+}
+
+/// 1,000 concurrent loopback TCP connections on one loop, each client sending 1 MiB of
+/// pseudo-random bytes (its own stream) in 16 KiB writes and half-closing; the server side
+/// counts and checksums what it reads and answers with both; each client checks the answer.
+#[test]
+#[ignore = "load: 1,000 connections x 1 MiB; run in release via scripts/load.sh"]
+fn load_thousand_connections_a_megabyte_each() {
+    use looplab::net::{TcpListener, TcpStream};
+    const CONNS: u64 = 1_000;
+    const BYTES: usize = 1 << 20;
+    const CHUNK: usize = 16 << 10;
+    /// The bytes client `c` sends, chunk `k`.
+    fn fill(c: u64, k: usize, buf: &mut [u8]) {
+        let mut s = (c << 32) ^ k as u64 ^ 0x5EED;
+        for b in buf.chunks_mut(8) {
+            let v = step(&mut s).to_le_bytes();
+            b.copy_from_slice(&v[..b.len()]);
+        }
+    }
+    /// Order-sensitive checksum (FNV-1a over 64 bits).
+    fn fnv(h: u64, bytes: &[u8]) -> u64 {
+        bytes.iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3))
+    }
+    let lp = EventLoop::new();
+    let t0 = std::time::Instant::now();
+    let (ok, total) = lp
+        .run_until_complete(async move {
+            let lp = get_running_loop().unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            // The listen backlog is 128 (mio's, as std's): 1,000 simultaneous handshakes
+            // overflow it and the kernel resets some. So at most 100 connections are between
+            // `connect` and `accept` at once: a client takes a token before connecting, the
+            // server returns it after accepting. All 1,000 stay open and send concurrently.
+            let tokens = looplab::Queue::<()>::unbounded();
+            for _ in 0..100 {
+                tokens.put_nowait(()).unwrap();
+            }
+            let server_tokens = tokens.clone();
+            let server = lp.spawn(async move {
+                let lp = get_running_loop().unwrap();
+                let mut handlers = Vec::new();
+                for _ in 0..CONNS {
+                    let (s, _) = listener.accept().await.unwrap();
+                    server_tokens.put_nowait(()).unwrap();
+                    handlers.push(lp.spawn(async move {
+                        let mut buf = vec![0u8; CHUNK];
+                        let (mut n, mut h) = (0u64, 0xCBF2_9CE4_8422_2325u64);
+                        loop {
+                            let got = s.read(&mut buf).await.unwrap();
+                            if got == 0 {
+                                break;
+                            }
+                            n += got as u64;
+                            h = fnv(h, &buf[..got]);
+                        }
+                        let mut reply = [0u8; 16];
+                        reply[..8].copy_from_slice(&n.to_le_bytes());
+                        reply[8..].copy_from_slice(&h.to_le_bytes());
+                        s.write_all(&reply).await.unwrap();
+                        n
+                    }));
+                }
+                let mut total = 0;
+                for h in handlers {
+                    total += h.await.unwrap();
+                }
+                total
+            });
+            let clients: Vec<_> = (0..CONNS)
+                .map(|c| {
+                    let tokens = tokens.clone();
+                    lp.spawn(async move {
+                        tokens.get().await;
+                        let s = TcpStream::connect(addr).await.unwrap();
+                        let mut buf = vec![0u8; CHUNK];
+                        let mut h = 0xCBF2_9CE4_8422_2325u64;
+                        for k in 0..BYTES / CHUNK {
+                            fill(c, k, &mut buf);
+                            h = fnv(h, &buf);
+                            s.write_all(&buf).await.unwrap();
+                        }
+                        s.shutdown(std::net::Shutdown::Write).unwrap();
+                        let mut reply = [0u8; 16];
+                        s.read_exact(&mut reply).await.unwrap();
+                        let n = u64::from_le_bytes(reply[..8].try_into().unwrap());
+                        let sum = u64::from_le_bytes(reply[8..].try_into().unwrap());
+                        n == BYTES as u64 && sum == h
+                    })
+                })
+                .collect();
+            let mut ok = 0;
+            for c in clients {
+                ok += u64::from(c.await.unwrap());
+            }
+            (ok, server.await.unwrap())
+        })
+        .unwrap();
+    assert_eq!(ok, CONNS, "every connection's count and checksum matched");
+    assert_eq!(total, CONNS * BYTES as u64);
+    let secs = t0.elapsed().as_secs_f64();
+    println!(
+        "1,000 connections x 1 MiB: {:.0} MiB in {secs:.2} s ({:.0} MiB/s through one loop)",
+        total as f64 / (1 << 20) as f64,
+        total as f64 / (1 << 20) as f64 / secs
+    );
+}
+
+/// A process pool of 4 workers runs 100,000 small jobs: 100,000 frames through `map` with
+/// `chunksize=1`, then 10,000 more submitted one by one from loop tasks (`run_in_process`).
+/// Every result is checked against the same function run here.
+#[test]
+#[ignore = "load: 110,000 process-pool jobs; run in release via scripts/load.sh"]
+fn load_process_pool_hundred_thousand_jobs() {
+    let _g = serial();
+    const N: u64 = 100_000;
+    let pool = Rc::new(process_pool(4));
+    let t0 = std::time::Instant::now();
+    let mut count = 0u64;
+    for (i, r) in pool.map("mix", 0..N, 1).unwrap().enumerate() {
+        assert_eq!(r, Ok(jobs::mix(i as u64)), "item {i}");
+        count += 1;
+    }
+    assert_eq!(count, N);
+    let map_time = t0.elapsed();
+    let lp = EventLoop::new();
+    let p = pool.clone();
+    let sum = lp
+        .run_until_complete(async move {
+            let lp = get_running_loop().unwrap();
+            let tasks: Vec<_> = (0..10_000u64)
+                .map(|i| {
+                    let (lp2, p) = (lp.clone(), p.clone());
+                    lp.spawn(async move { lp2.run_in_process::<u64, u64>(&p, "mix", i).await.unwrap() })
+                })
+                .collect();
+            let mut sum = 0u64;
+            for t in tasks {
+                sum = sum.wrapping_add(t.await.unwrap());
+            }
+            sum
+        })
+        .unwrap();
+    assert_eq!(sum, (0..10_000u64).map(jobs::mix).fold(0, u64::wrapping_add));
+    println!(
+        "process pool: 100,000 jobs by map(chunksize=1) in {map_time:?} ({:.0} jobs/s); \
+         10,000 run_in_process from loop tasks in {:?}",
+        N as f64 / map_time.as_secs_f64(),
+        t0.elapsed() - map_time
+    );
 }
