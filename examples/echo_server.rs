@@ -35,7 +35,9 @@ fn args() -> (u16, usize) {
         let mut val = || it.next().unwrap_or_else(|| bad(&format!("{a} needs a value")));
         match a.as_str() {
             "--port" => port = val().parse().unwrap_or_else(|_| bad("bad --port")),
-            "--connections" => conns = val().parse().unwrap_or_else(|_| bad("bad --connections")),
+            "--connections" => {
+                conns = val().parse().ok().filter(|n| *n > 0).unwrap_or_else(|| bad("bad --connections (at least 1)"))
+            }
             "--fast" => {}
             _ => bad(&format!("unknown argument {a}")),
         }

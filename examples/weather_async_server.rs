@@ -39,7 +39,13 @@ fn args() -> (u16, f64, usize) {
         let mut val = || it.next().unwrap_or_else(|| bad(&format!("{a} needs a value")));
         match a.as_str() {
             "--port" => port = val().parse().unwrap_or_else(|_| bad("bad --port")),
-            "--delay" => delay = val().parse().ok().filter(|d: &f64| *d >= 0.0).unwrap_or_else(|| bad("bad --delay")),
+            "--delay" => {
+                delay = val()
+                    .parse()
+                    .ok()
+                    .filter(|d: &f64| (0.0..=3600.0).contains(d))
+                    .unwrap_or_else(|| bad("bad --delay (seconds, 0 to 3600)"))
+            }
             "--requests" => requests = val().parse().unwrap_or_else(|_| bad("bad --requests")),
             "--fast" => delay = 0.05,
             _ => bad(&format!("unknown argument {a}")),

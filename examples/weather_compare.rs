@@ -41,7 +41,11 @@ fn args() -> f64 {
         match a.as_str() {
             "--delay" => {
                 let v = it.next().unwrap_or_else(|| bad("--delay needs a value"));
-                delay = v.parse().ok().filter(|d: &f64| *d >= 0.0).unwrap_or_else(|| bad("bad --delay"));
+                delay = v
+                    .parse()
+                    .ok()
+                    .filter(|d: &f64| (0.0..=3600.0).contains(d))
+                    .unwrap_or_else(|| bad("bad --delay (seconds, 0 to 3600)"));
             }
             "--fast" => delay = 0.05,
             _ => bad(&format!("unknown argument {a}")),
