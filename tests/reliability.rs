@@ -1025,3 +1025,189 @@ fn load_process_pool_hundred_thousand_jobs() {
         t0.elapsed() - map_time
     );
 }
+
+// ------------------------------------------------------------------ queues against models
+
+/// One step of a random queue scenario.
+#[derive(Clone, Debug)]
+enum QOp {
+    /// Spawn a task that `put`s this value (it may block while the queue is full).
+    Put(u8),
+    /// Spawn a task that `get`s (it may block while the queue is empty).
+    Get,
+    /// `put_nowait` from outside any task.
+    PutNowait(u8),
+    /// `get_nowait` from outside any task.
+    GetNowait,
+    /// Run the loop until nothing is ready.
+    Run,
+}
+
+fn qop() -> impl proptest::strategy::Strategy<Value = QOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        3 => any::<u8>().prop_map(QOp::Put),
+        3 => Just(QOp::Get),
+        1 => any::<u8>().prop_map(QOp::PutNowait),
+        1 => Just(QOp::GetNowait),
+        2 => Just(QOp::Run),
+    ]
+}
+
+/// Q1–Q4 with blocked putters and getters: a random mix of `put`/`get` tasks and
+/// `*_nowait` calls on a `Queue`, a `LifoQueue` and a `PriorityQueue` of a random `maxsize`.
+/// A model (a `VecDeque` kept in step at the instant each operation completes, which is
+/// inside the same poll as the queue's own change) must agree on every item taken out; the
+/// size never exceeds `maxsize`; and at the end every value put is either taken or still
+/// in the queue (nothing lost, nothing duplicated).
+fn queue_agrees_with_model(kind: u8, maxsize: usize, ops: &[QOp]) -> Result<(), proptest::test_runner::TestCaseError> {
+    use looplab::{LifoQueue, PriorityQueue, Queue};
+    use proptest::prop_assert_eq;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    /// The three disciplines behind one interface, for the test.
+    #[derive(Clone)]
+    enum Q {
+        Fifo(Queue<u8>),
+        Lifo(LifoQueue<u8>),
+        Prio(PriorityQueue<u8>),
+    }
+    impl Q {
+        async fn put(&self, v: u8) {
+            match self {
+                Q::Fifo(q) => q.put(v).await,
+                Q::Lifo(q) => q.put(v).await,
+                Q::Prio(q) => q.put(v).await,
+            }
+        }
+        async fn get(&self) -> u8 {
+            match self {
+                Q::Fifo(q) => q.get().await,
+                Q::Lifo(q) => q.get().await,
+                Q::Prio(q) => q.get().await,
+            }
+        }
+        fn put_nowait(&self, v: u8) -> bool {
+            match self {
+                Q::Fifo(q) => q.put_nowait(v).is_ok(),
+                Q::Lifo(q) => q.put_nowait(v).is_ok(),
+                Q::Prio(q) => q.put_nowait(v).is_ok(),
+            }
+        }
+        fn get_nowait(&self) -> Option<u8> {
+            match self {
+                Q::Fifo(q) => q.get_nowait().ok(),
+                Q::Lifo(q) => q.get_nowait().ok(),
+                Q::Prio(q) => q.get_nowait().ok(),
+            }
+        }
+        fn qsize(&self) -> usize {
+            match self {
+                Q::Fifo(q) => q.qsize(),
+                Q::Lifo(q) => q.qsize(),
+                Q::Prio(q) => q.qsize(),
+            }
+        }
+    }
+    /// The model: what the queue holds, and which item a `get` must return.
+    #[derive(Default)]
+    struct Model {
+        items: VecDeque<u8>,
+        taken: Vec<(u8, u8)>, // (got, model said)
+        put: Vec<u8>,
+    }
+    impl Model {
+        fn push(&mut self, v: u8) {
+            self.items.push_back(v);
+            self.put.push(v);
+        }
+        fn pop(&mut self, kind: u8) -> Option<u8> {
+            match kind {
+                0 => self.items.pop_front(),
+                1 => self.items.pop_back(),
+                _ => {
+                    let i = self.items.iter().enumerate().min_by_key(|&(_, v)| *v).map(|(i, _)| i)?;
+                    self.items.remove(i)
+                }
+            }
+        }
+    }
+    let lp = EventLoop::new_virtual();
+    let q = match kind {
+        0 => Q::Fifo(Queue::new(maxsize)),
+        1 => Q::Lifo(LifoQueue::new(maxsize)),
+        _ => Q::Prio(PriorityQueue::new(maxsize)),
+    };
+    let model = Rc::new(RefCell::new(Model::default()));
+    let over = Rc::new(Cell::new(false));
+    for op in ops {
+        match op {
+            QOp::Put(v) => {
+                let (q, m, over, v) = (q.clone(), model.clone(), over.clone(), *v);
+                lp.spawn(async move {
+                    q.put(v).await;
+                    m.borrow_mut().push(v);
+                    over.set(over.get() || (maxsize > 0 && q.qsize() > maxsize));
+                })
+                .detach();
+            }
+            QOp::Get => {
+                let (q, m) = (q.clone(), model.clone());
+                lp.spawn(async move {
+                    let got = q.get().await;
+                    let mut m = m.borrow_mut();
+                    let want = m.pop(kind).unwrap_or(u8::MAX);
+                    m.taken.push((got, want));
+                })
+                .detach();
+            }
+            QOp::PutNowait(v) => {
+                let full = maxsize > 0 && q.qsize() >= maxsize;
+                prop_assert_eq!(q.put_nowait(*v), !full);
+                if !full {
+                    model.borrow_mut().push(*v);
+                }
+            }
+            QOp::GetNowait => {
+                let got = q.get_nowait();
+                let mut m = model.borrow_mut();
+                let want = m.pop(kind);
+                prop_assert_eq!(got, want);
+                if let (Some(g), Some(w)) = (got, want) {
+                    m.taken.push((g, w));
+                }
+            }
+            QOp::Run => lp.run_until_idle().unwrap(),
+        }
+        prop_assert_eq!(q.qsize(), model.borrow().items.len());
+    }
+    lp.run_until_idle().unwrap();
+    let m = model.borrow();
+    prop_assert_eq!(q.qsize(), m.items.len());
+    for &(got, want) in &m.taken {
+        prop_assert_eq!(got, want);
+    }
+    let mut out: Vec<u8> = m.taken.iter().map(|&(g, _)| g).chain(m.items.iter().copied()).collect();
+    let mut put = m.put.clone();
+    out.sort_unstable();
+    put.sort_unstable();
+    prop_assert_eq!(out, put, "every item put was taken or is still queued");
+    proptest::prop_assert!(!over.get(), "qsize exceeded maxsize");
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: if cfg!(miri) { 4 } else { 256 },
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    })]
+    #[test]
+    fn queues_agree_with_models_under_contention(
+        kind in 0u8..3,
+        maxsize in 0usize..5,
+        ops in proptest::collection::vec(qop(), 1..if cfg!(miri) { 20 } else { 120 }),
+    ) {
+        queue_agrees_with_model(kind, maxsize, &ops)?;
+    }
+}
