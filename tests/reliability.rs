@@ -676,7 +676,7 @@ fn fault_virtual_clock_jumps_by_years() {
 #[test]
 fn fault_stop_from_another_thread_mid_iteration() {
     let rounds = if cfg!(miri) { 3 } else { 50 };
-    let steps = 1_000_000u64;
+    let steps: u64 = if cfg!(miri) { 300 } else { 1_000_000 };
     let lp = EventLoop::new();
     let counters: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let tasks: Vec<_> = (0..2)
