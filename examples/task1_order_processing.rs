@@ -33,7 +33,7 @@
 //! ```
 
 use looplab::LoopFuture;
-use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec};
+use looplab::inspect::cli::{self, Args, Out, RunError, Session, Spec, UsageError};
 
 /// The command line.
 pub const SPEC: Spec = Spec {
@@ -79,6 +79,12 @@ async fn loyalty_system(out: Out, fut: LoopFuture<u64>, orders: u64) {
 pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     let items = args.positional_u64(0, "ITEMS")?;
     let orders = args.positional_u64(1, "PREVIOUS_ORDERS")?;
+    // One line is printed per item and per order: a billion would print for hours.
+    for (name, n) in [("ITEMS", items), ("PREVIOUS_ORDERS", orders)] {
+        if n > 10_000 {
+            return Err(UsageError(format!("{name} must be at most 10000, not {n}")).into());
+        }
+    }
     let lp = Session::new(args);
     writeln!(out, "{RULE}");
     writeln!(out, "    RESTAURANT ORDER PROCESSING SYSTEM");

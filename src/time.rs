@@ -38,9 +38,19 @@ pub fn sleep(delay: Duration) -> Sleep {
     Sleep { delay: duration_to_nanos(delay), state: SleepState::Init }
 }
 
-/// Suspend for `secs` seconds (a float, as in asyncio; negative or NaN counts as zero).
+/// Suspend for `secs` seconds (a float, as in asyncio; negative or NaN counts as zero, and
+/// anything too large for a `Duration`, infinity included, as forever: `Duration::MAX`).
 pub fn sleep_secs(secs: f64) -> Sleep {
-    sleep(Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO))
+    sleep(secs_to_duration(secs))
+}
+
+/// asyncio's float seconds as a `Duration`: saturating, never panicking.
+fn secs_to_duration(secs: f64) -> Duration {
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) => d,
+        Err(_) if secs > 0.0 => Duration::MAX, // 1e300 or inf: too long, not zero
+        Err(_) => Duration::ZERO,              // negative or NaN
+    }
 }
 
 /// Give every other ready task and callback one turn. asyncio: `await asyncio.sleep(0)`.
@@ -124,5 +134,22 @@ impl Drop for Sleep {
         if let SleepState::Waiting { lp, timer } = &self.state {
             lp.cancel_callback(*timer); // S2
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// asyncio takes any float; an absurd one must neither panic nor turn into "now" (a
+    /// `sleep_secs(1e300)` used to return at once).
+    #[test]
+    fn float_seconds_saturate() {
+        assert_eq!(secs_to_duration(1.5), Duration::from_millis(1500));
+        assert_eq!(secs_to_duration(0.0), Duration::ZERO);
+        assert_eq!(secs_to_duration(-1.0), Duration::ZERO);
+        assert_eq!(secs_to_duration(f64::NAN), Duration::ZERO);
+        assert_eq!(secs_to_duration(f64::INFINITY), Duration::MAX);
+        assert_eq!(secs_to_duration(1e300), Duration::MAX);
     }
 }

@@ -58,7 +58,8 @@ pub(crate) fn ctx(e: io::Error, context: impl fmt::Display) -> io::Error {
 
 /// A listening TCP socket. asyncio: the socket behind `asyncio.start_server`.
 pub struct TcpListener {
-    /// The non-blocking socket (mio sets `SO_REUSEADDR` and a backlog of 1024).
+    /// The non-blocking socket (mio sets `SO_REUSEADDR` and, as std does, a listen backlog of
+    /// 128: more simultaneous handshakes than that before an `accept` may be reset).
     io: mio::net::TcpListener,
     /// Its token in the running loop's reactor.
     reg: IoRegistration,

@@ -661,12 +661,22 @@ impl Doorbell {
         }
     }
 
-    /// Manager side: clear the flag, then drain the counter. Messages sent
-    /// before a skipped ring are in the inbox, which is read after this.
+    /// Manager side: drain the counter, *then* clear the flag; the inbox is
+    /// read after this. Messages sent before a skipped ring are in the inbox.
+    ///
+    /// The order matters. Flag first, counter second lost wakeups: a
+    /// submitter could ring between the two (flag set, counter 1), the read
+    /// would swallow its write, and the flag would stay set with the counter
+    /// at 0, so every later `ring` skipped its write and the manager slept
+    /// forever in `poll` (a pool drop hung after ~100,000 jobs;
+    /// `load_process_pool_hundred_thousand_jobs` in `tests/reliability.rs`).
+    /// Counter first: a ring whose write we read saw the flag still set and
+    /// skipped nothing, or set it before our read; either way the flag is
+    /// clear only when no write is owed.
     fn clear(&self) {
-        self.rung.store(false, Ordering::SeqCst);
         let mut b = [0u8; 8];
         let _ = (&self.fd).read(&mut b);
+        self.rung.store(false, Ordering::SeqCst);
     }
 }
 

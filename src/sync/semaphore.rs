@@ -153,15 +153,18 @@ impl BoundedSemaphore {
 /// One permit; gives it back on drop. asyncio: the body of `async with sem`.
 #[must_use = "dropping the permit releases it at once"]
 pub struct SemaphorePermit {
-    /// The semaphore the permit came from.
-    inner: Rc<SemInner>,
+    /// The semaphore the permit came from; `None` once `forget` kept the permit.
+    inner: Option<Rc<SemInner>>,
 }
 
 impl SemaphorePermit {
     /// Keep the permit taken without a guard; release it later with `release()`
     /// (asyncio's bare `acquire()` / `release()` pairs, and the rate limiter).
-    pub fn forget(self) {
-        std::mem::forget(self);
+    ///
+    /// Only the permit is kept, not the semaphore: this used to `mem::forget` the whole
+    /// guard, which leaked its `Rc` and so the semaphore itself (found by Miri's leak check).
+    pub fn forget(mut self) {
+        self.inner = None;
     }
 }
 
@@ -173,7 +176,9 @@ impl fmt::Debug for SemaphorePermit {
 
 impl Drop for SemaphorePermit {
     fn drop(&mut self) {
-        self.inner.release();
+        if let Some(inner) = &self.inner {
+            inner.release();
+        }
     }
 }
 
@@ -200,7 +205,7 @@ impl Future for SemaphoreAcquire {
             None => {
                 if !self.inner.locked() {
                     self.inner.value.set(self.inner.value.get() - 1); // edge 1
-                    return Poll::Ready(SemaphorePermit { inner: self.inner.clone() });
+                    return Poll::Ready(SemaphorePermit { inner: Some(self.inner.clone()) });
                 }
                 let w = Waiter::new(cx.waker());
                 self.inner.waiters.borrow_mut().push(w.clone());
@@ -215,7 +220,7 @@ impl Future for SemaphoreAcquire {
                 if self.inner.value.get() > 0 {
                     self.inner.wake_up_next();
                 }
-                Poll::Ready(SemaphorePermit { inner: self.inner.clone() })
+                Poll::Ready(SemaphorePermit { inner: Some(self.inner.clone()) })
             }
             Some(w) => {
                 w.refresh(cx.waker());
