@@ -651,3 +651,38 @@ fn gather_of_existing_tasks() {
     .unwrap();
     assert_eq!(log.take(), ["y done t=10", "x done t=20", "Ok([1, 2])"]);
 }
+
+/// Children that fail after a fail-fast gather completed are not "never retrieved" (asyncio's
+/// `_done_callback` calls `fut.exception()`; nothing is reported), and a
+/// child that also has its own done-callback keeps both in registration order (G4).
+/// CPython: tasks.py::gather `_done_callback` (`if outer.done(): fut.exception()`)
+#[test]
+fn gather_late_failures_are_retrieved_and_callbacks_keep_their_order() {
+    let (lp, log) = virtual_loop();
+    let reports = log.clone();
+    lp.set_exception_handler(move |m| reports.push(format!("reported: {m}")));
+    let (l, h) = (log.clone(), lp.handle());
+    lp.run_until_complete(async move {
+        let r = gather(vec![failing(&h, &l, "a", 10), failing(&h, &l, "b", 20), child(&h, &l, "c", 30, 3)]).await;
+        l.push(at(&h, &format!("first error: {}", r.is_err())));
+        let t = h.spawn(child(&h, &l, "d", 10, 4));
+        let l2 = l.clone();
+        t.add_done_callback(move |_| l2.push("d's own callback"));
+        let g = gather_tasks(vec![t]);
+        l.push(format!("{:?}", g.await));
+        sleep(ms(100)).await;
+    })
+    .unwrap();
+    assert_eq!(
+        log.take(),
+        [
+            "a raises t=10",
+            "first error: true t=10",
+            "b raises t=20",
+            "d done t=20",
+            "d's own callback",
+            "Ok([4])",
+            "c done t=30",
+        ]
+    );
+}

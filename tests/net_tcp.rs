@@ -511,3 +511,42 @@ fn thousand_concurrent_connections_on_one_loop() {
     assert_eq!(ok, N);
     assert_eq!(total, N * 8);
 }
+
+/// N9: a small read takes up to `READ_AHEAD` bytes from the kernel; later reads, small or
+/// large, get the rest in order without losing or repeating a byte, and the EOF behind them
+/// is still seen (N5 never forgets readiness after the peer closed, so nothing hangs).
+#[test]
+fn read_ahead_hands_out_every_byte_once_then_eof() {
+    let got = looplab::run_virtual(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = spawn(async move {
+            let s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"0123456789abcdef").await.unwrap();
+            sleep(Duration::from_millis(5)).await;
+            s.write_all(b"ghij").await.unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            sleep(Duration::from_millis(5)).await;
+        });
+        let (s, _) = listener.accept().await.unwrap();
+        let mut parts = Vec::new();
+        let mut three = [0u8; 3];
+        let n = s.read(&mut three).await.unwrap();
+        parts.push(String::from_utf8_lossy(&three[..n]).into_owned());
+        s.read_exact(&mut three).await.unwrap();
+        parts.push(String::from_utf8_lossy(&three).into_owned());
+        // A read that times out (its future dropped) loses nothing.
+        let mut big = vec![0u8; 2 * looplab::net::tcp::READ_AHEAD];
+        let n = s.read(&mut big).await.unwrap();
+        parts.push(String::from_utf8_lossy(&big[..n]).into_owned());
+        assert!(timeout(Duration::from_millis(1), s.read(&mut three)).await.is_none());
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        parts.push(String::from_utf8_lossy(&rest).into_owned());
+        assert_eq!(s.read(&mut three).await.unwrap(), 0);
+        writer.await.unwrap();
+        parts
+    })
+    .unwrap();
+    assert_eq!(got, ["012", "345", "6789abcdef", "ghij"]);
+}

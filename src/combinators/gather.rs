@@ -6,13 +6,20 @@
 //! it at once with that error, and the other children keep running, unwatched.
 //!
 //! ```text
-//!   gather([a, b, c]) ─► spawn a, b, c; on_done(each) ─► Gather { core, results: [_, _, _] }
-//!   c done ─► cb(c): results[2] = .., remaining 2
-//!   a done ─► cb(a): results[0] = .., remaining 1
-//!   b done ─► cb(b): results[1] = .., remaining 0 ─► wake awaiter ─► Ok([a, b, c])
-//!   fail-fast: cb(x) sees Err(e) ─► wake awaiter ─► Err(e); the others run on
+//!   gather([a, b, c]) ─► spawn a, b, c; link each ─► Gather { core: [a, b, c], remaining 3 }
+//!   c done ─► link(c) (one hop later): c held, remaining 2
+//!   a done ─► link(a): a held, remaining 1
+//!   b done ─► link(b): b held, remaining 0 ─► wake awaiter ─► read a, b, c ─► Ok([a, b, c])
+//!   fail-fast: link(x) finds x failed ─► wake awaiter ─► Err(e); the others run on
 //!   drop(Gather) before it completed ─► cancel a, b, c (unfinished ones) in order (G1)
 //! ```
+//!
+//! The homogeneous form keeps no result cells and boxes no callbacks (G4): like asyncio's
+//! `gather`, which reads `fut.result()` from each child once the last one is done, it owns
+//! the children's task handles and reads their results out of their slots at the end. A
+//! child's done-callback is a [`ChildLink`] (the shared core and the child's index, 16 bytes)
+//! stored in the child's slot and then in a callback slot: the same callback hop as
+//! `add_done_callback`, without an allocation per child.
 //!
 //! # asyncio equivalent
 //! `asyncio.gather(*aws, return_exceptions=False)` in `tasks.py`: [`gather`] (fail-fast)
@@ -23,6 +30,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -32,7 +40,7 @@ use crate::error::Error;
 use crate::events::LoopHandle;
 use crate::task::{Task, TaskId};
 
-/// What every gather keeps, whatever its children's types: the count and the outcome.
+/// What a tuple gather keeps, whatever its children's types: the count and the outcome.
 /// asyncio: the closure variables of `gather` (`nfinished`, `outer`).
 struct Core {
     /// The loop the children run on (to cancel them).
@@ -63,7 +71,8 @@ impl Core {
         self.done = false;
     }
 
-    /// asyncio's `_done_callback`: returns the waker to wake if this completed the gather.
+    /// asyncio's `_done_callback` (tuple form): returns the waker to wake if this completed
+    /// the gather.
     fn child_done(&mut self, err: Option<&Error>) -> Option<Waker> {
         self.remaining -= 1;
         if self.done {
@@ -99,42 +108,126 @@ fn cancel_all(lp: &LoopHandle, ids: Vec<TaskId>) {
     }
 }
 
-/// The state of a homogeneous gather: the core and one result slot per child.
-struct VecState<T> {
-    /// Count and outcome.
-    core: Core,
-    /// Results in argument order; filled by the done-callbacks.
-    results: Vec<Option<Result<T, Error>>>,
+// ----- homogeneous children: gather(vec) -----------------------------------------------------
+
+/// One child of a homogeneous gather, in argument order.
+struct Child {
+    /// The child task. The gather owns its handle (the slot stays until the result is read).
+    id: TaskId,
+    /// Its done-callback ran and the gather keeps its finished slot, to read it at the end.
+    held: bool,
 }
 
-type Shared<T> = Rc<RefCell<VecState<T>>>;
+/// The state of a homogeneous gather. It keeps no results: as asyncio's `gather` does, it
+/// reads every child's result out of the child itself once the last one finished, so a child
+/// costs no result cell and no boxed callback (G4).
+pub(crate) struct VecCore {
+    /// Children in argument order (G1, G2).
+    children: Vec<Child>,
+    /// Children whose done-callback has not run yet.
+    remaining: usize,
+    /// Fail-fast (`return_exceptions=False`)?
+    fail_fast: bool,
+    /// The error that completed a fail-fast gather.
+    error: Option<Error>,
+    /// Completed (asyncio: `outer.done()`), or dropped before it completed: a child whose
+    /// callback runs after this releases its own slot.
+    done: bool,
+    /// The awaiting task, to wake on completion.
+    waker: Option<Waker>,
+}
 
-fn start<T: 'static>(tasks: Vec<Task<T>>, fail_fast: bool) -> Shared<T> {
-    let lp = running_loop("gather");
-    let n = tasks.len();
-    let state = Rc::new(RefCell::new(VecState { core: Core::new(lp, fail_fast), results: Vec::with_capacity(n) }));
-    {
-        let mut st = state.borrow_mut();
-        st.results.resize_with(n, || None);
-        for t in &tasks {
-            st.core.add(t.id());
+/// A child's link to its gather: what the child's task slot holds instead of a boxed
+/// done-callback, and what the callback slot holds when the child finished (G4). 16 bytes,
+/// no allocation.
+pub(crate) struct ChildLink {
+    /// The gather's shared state.
+    pub(crate) core: GatherCore,
+    /// The child's argument index.
+    pub(crate) index: u32,
+}
+
+/// The shared state of a homogeneous gather, as a child's slot refers to it.
+pub(crate) type GatherCore = Rc<RefCell<VecCore>>;
+
+impl ChildLink {
+    /// asyncio's `_done_callback`, run one hop after the child finished (G2).
+    pub(crate) fn fire(self, lp: &LoopHandle) {
+        let index = self.index as usize;
+        let mut c = self.core.borrow_mut();
+        c.remaining -= 1;
+        let id = c.children[index].id;
+        if c.done {
+            // Completed already (fail-fast) or dropped: nobody reads this result. Mark a
+            // failure retrieved (asyncio: `fut.exception()`) and free the slot.
+            drop(c);
+            lp.release_child(id);
+            return;
         }
-    }
-    for (i, task) in tasks.into_iter().enumerate() {
-        let st = state.clone();
-        on_done(task, move |r| {
-            let waker = {
-                let mut s = st.borrow_mut();
-                let w = s.core.child_done(r.as_ref().err());
-                s.results[i] = Some(r);
-                w
-            };
+        if c.fail_fast {
+            if let Some(e) = lp.task_error(id) {
+                c.error = Some(e);
+                c.done = true;
+                let held = c.take_held();
+                let waker = c.waker.take();
+                drop(c);
+                lp.release_child(id);
+                for k in held {
+                    lp.release_child(k);
+                }
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                return;
+            }
+        }
+        c.children[index].held = true;
+        if c.remaining == 0 {
+            c.done = true;
+            let waker = c.waker.take();
+            drop(c);
             if let Some(w) = waker {
                 w.wake();
             }
-        });
+        }
     }
-    state
+}
+
+impl VecCore {
+    /// Poll helper: done? else remember who to wake.
+    fn poll_done(&mut self, cx: &Context<'_>) -> bool {
+        if !self.done {
+            self.waker = Some(cx.waker().clone());
+        }
+        self.done
+    }
+
+    /// The children whose results the gather still holds, now no longer held.
+    fn take_held(&mut self) -> Vec<TaskId> {
+        self.children
+            .iter_mut()
+            .filter(|k| k.held)
+            .map(|k| {
+                k.held = false;
+                k.id
+            })
+            .collect()
+    }
+}
+
+type Shared = GatherCore;
+
+fn start<T: 'static>(tasks: Vec<Task<T>>, fail_fast: bool) -> (LoopHandle, Shared) {
+    let lp = running_loop("gather");
+    let n = tasks.len();
+    let children: Vec<Child> = tasks.iter().map(|t| Child { id: t.id(), held: false }).collect();
+    let state =
+        Rc::new(RefCell::new(VecCore { children, remaining: n, fail_fast, error: None, done: n == 0, waker: None }));
+    for (i, task) in tasks.into_iter().enumerate() {
+        let index = u32::try_from(i).expect("gather: more than u32::MAX children");
+        lp.link_gather_child(task.into_id(), ChildLink { core: state.clone(), index });
+    }
+    (lp, state)
 }
 
 fn spawn_all<F>(futs: impl IntoIterator<Item = F>) -> Vec<Task<F::Output>>
@@ -161,7 +254,8 @@ where
 
 /// [`gather`] over tasks you already spawned.
 pub fn gather_tasks<T: 'static>(tasks: Vec<Task<T>>) -> Gather<T> {
-    Gather { state: start(tasks, true) }
+    let (lp, state) = start(tasks, true);
+    Gather { lp, state, _output: PhantomData }
 }
 
 /// Run `futs` as tasks; one `Result` per child, in argument order, after all finished.
@@ -176,34 +270,41 @@ where
 
 /// [`gather_all`] over tasks you already spawned.
 pub fn gather_all_tasks<T: 'static>(tasks: Vec<Task<T>>) -> GatherAll<T> {
-    GatherAll { state: start(tasks, false) }
+    let (lp, state) = start(tasks, false);
+    GatherAll { lp, state, _output: PhantomData }
 }
 
 /// The future of [`gather`]: `Ok(outputs)` or the first error.
 #[must_use = "the children run anyway; await the gather for their results"]
 pub struct Gather<T> {
+    /// The loop the children run on.
+    lp: LoopHandle,
     /// Shared with the children's done-callbacks.
-    state: Shared<T>,
+    state: Shared,
+    _output: PhantomData<fn() -> T>,
 }
 
 /// The future of [`gather_all`]: one `Result` per child.
 #[must_use = "the children run anyway; await the gather for their results"]
 pub struct GatherAll<T> {
+    /// The loop the children run on.
+    lp: LoopHandle,
     /// Shared with the children's done-callbacks.
-    state: Shared<T>,
+    state: Shared,
+    _output: PhantomData<fn() -> T>,
 }
 
 impl<T> fmt::Debug for Gather<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.state.borrow();
-        f.debug_struct("Gather").field("remaining", &s.core.remaining).field("done", &s.core.done).finish()
+        f.debug_struct("Gather").field("remaining", &s.remaining).field("done", &s.done).finish()
     }
 }
 
 impl<T> fmt::Debug for GatherAll<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.state.borrow();
-        f.debug_struct("GatherAll").field("remaining", &s.core.remaining).field("done", &s.core.done).finish()
+        f.debug_struct("GatherAll").field("remaining", &s.remaining).field("done", &s.done).finish()
     }
 }
 
@@ -211,14 +312,15 @@ impl<T: 'static> Future for Gather<T> {
     type Output = Result<Vec<T>, Error>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut s = self.state.borrow_mut();
-        if !s.core.poll_done(cx) {
+        if !s.poll_done(cx) {
             return Poll::Pending;
         }
-        if let Some(e) = s.core.error.take() {
+        if let Some(e) = s.error.take() {
             return Poll::Ready(Err(e));
         }
-        let out =
-            s.results.iter_mut().map(|r| r.take().expect("G2: every child reported").expect("no error")).collect();
+        let held = s.take_held();
+        drop(s);
+        let out = held.into_iter().map(|id| self.lp.take_child_result::<T>(id).expect("no error")).collect();
         Poll::Ready(Ok(out))
     }
 }
@@ -227,30 +329,39 @@ impl<T: 'static> Future for GatherAll<T> {
     type Output = Vec<Result<T, Error>>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut s = self.state.borrow_mut();
-        if !s.core.poll_done(cx) {
+        if !s.poll_done(cx) {
             return Poll::Pending;
         }
-        Poll::Ready(s.results.iter_mut().map(|r| r.take().expect("G2: every child reported")).collect())
+        let held = s.take_held();
+        drop(s);
+        Poll::Ready(held.into_iter().map(|id| self.lp.take_child_result::<T>(id)).collect())
     }
+}
+
+/// Dropping a gather: release the results it still holds; if it had not completed, cancel
+/// every child in argument order (G1).
+fn drop_vec_gather(lp: &LoopHandle, state: &Shared) {
+    let (held, cancel) = {
+        let mut s = state.borrow_mut();
+        let cancel: Vec<TaskId> = if s.done { Vec::new() } else { s.children.iter().map(|k| k.id).collect() };
+        s.done = true;
+        (s.take_held(), cancel)
+    };
+    for id in held {
+        lp.release_child(id);
+    }
+    cancel_all(lp, cancel);
 }
 
 impl<T> Drop for Gather<T> {
     fn drop(&mut self) {
-        let (lp, ids) = {
-            let mut s = self.state.borrow_mut();
-            (s.core.lp.clone(), s.core.take_unfinished())
-        };
-        cancel_all(&lp, ids);
+        drop_vec_gather(&self.lp, &self.state);
     }
 }
 
 impl<T> Drop for GatherAll<T> {
     fn drop(&mut self) {
-        let (lp, ids) = {
-            let mut s = self.state.borrow_mut();
-            (s.core.lp.clone(), s.core.take_unfinished())
-        };
-        cancel_all(&lp, ids);
+        drop_vec_gather(&self.lp, &self.state);
     }
 }
 

@@ -41,6 +41,10 @@
 //!   returns results in argument order whatever the completion order.
 //! - **G3** `wait_for` and `timeout` return `Error::Timeout` only after the inner work was
 //!   cancelled and its cleanup ran; a result that was ready first is returned instead.
+//! - **G4** A homogeneous `gather` owns its children's task handles: a child's slot is freed
+//!   when the gather reads its result, or, once nobody will (the gather completed with an
+//!   error or was dropped), when its done-callback runs; a failure freed that way counts as
+//!   retrieved, as asyncio's `_done_callback` calls `fut.exception()`.
 
 mod gather;
 mod shield;
@@ -51,6 +55,7 @@ mod wait;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+pub(crate) use gather::{ChildLink, GatherCore};
 pub use gather::{Gather, GatherAll, GatherTuple, gather, gather_all, gather_all_tasks, gather_tasks};
 #[doc(hidden)]
 pub use gather::{TupleCore, TupleSlot, TupleSlots};

@@ -35,7 +35,12 @@ pub(crate) enum CallbackFn {
     Wake(Waker),
     /// Wake a looplab task by id (what `sleep` schedules inside a task): no allocation.
     WakeTask(crate::task::TaskId),
+    /// A gather child finished: its done-callback, without a boxed closure (G4).
+    Gather(crate::combinators::ChildLink),
 }
+
+// A callback slot per pending timer: the payload stays at 24 bytes (W6).
+const _: () = assert!(std::mem::size_of::<CallbackFn>() == 24);
 
 /// A scheduled callback.
 pub(crate) struct CallbackSlot {

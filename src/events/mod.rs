@@ -493,6 +493,15 @@ impl LoopHandle {
         Ok(Handle::new(self.clone(), id))
     }
 
+    /// `call_soon` of a prepared callback, without a handle (done-callbacks).
+    pub(crate) fn schedule_callback(&self, f: CallbackFn) {
+        if self.inner.closed.get() {
+            self.report(&format!("call_soon: {}: callback dropped", LoopError::Closed));
+            return;
+        }
+        self.push_callback(f);
+    }
+
     /// Queue a callback slot (no handle). The common path of `call_soon` and done-callbacks.
     fn push_callback(&self, f: CallbackFn) -> CallbackId {
         let seq = self.next_seq();
@@ -933,6 +942,7 @@ impl LoopHandle {
             }
             CallbackFn::Boxed(f) => self.call_guarded(id, Running::Callback(id), move |lp| f(lp)),
             CallbackFn::Remote(f) => self.call_guarded(id, Running::Remote, move |lp| f(lp)),
+            CallbackFn::Gather(link) => self.call_guarded(id, Running::Callback(id), move |lp| link.fire(lp)),
         }
     }
 

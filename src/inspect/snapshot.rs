@@ -176,7 +176,7 @@ pub struct IoSource {
 
 fn callback_kind(f: &CallbackFn) -> CallbackKind {
     match f {
-        CallbackFn::Boxed(_) => CallbackKind::Closure,
+        CallbackFn::Boxed(_) | CallbackFn::Gather(_) => CallbackKind::Closure,
         CallbackFn::Remote(_) => CallbackKind::Remote,
         CallbackFn::Wake(_) => CallbackKind::Waker,
         CallbackFn::WakeTask(t) => CallbackKind::WakeTask(*t),

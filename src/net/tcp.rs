@@ -33,7 +33,11 @@
 //! - **N1**–**N7**: see `reactor.rs`, `registration.rs`.
 //! - **N8** `connect` returns only once the kernel says the handshake finished: it checks
 //!   `SO_ERROR` (`take_error`) and then `peer_addr` after the writable event.
+//! - **N9** Bytes the kernel gave a `TcpStream` are handed out in order exactly once: a read
+//!   smaller than `READ_AHEAD` fills the stream's buffer in the same poll as its syscall,
+//!   and every read takes buffered bytes before asking the kernel.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
@@ -56,10 +60,13 @@ pub(crate) fn ctx(e: io::Error, context: impl fmt::Display) -> io::Error {
     io::Error::new(e.kind(), format!("{context}: {e}"))
 }
 
+/// The accept queue a [`TcpListener`] asks for, as tokio's `TcpListener::bind` does (the
+/// kernel caps it at `net.core.somaxconn`). asyncio's `create_server` defaults to 100.
+pub const BACKLOG: i32 = 1024;
+
 /// A listening TCP socket. asyncio: the socket behind `asyncio.start_server`.
 pub struct TcpListener {
-    /// The non-blocking socket (mio sets `SO_REUSEADDR` and, as std does, a listen backlog of
-    /// 128: more simultaneous handshakes than that before an `accept` may be reset).
+    /// The non-blocking socket (`SO_REUSEADDR`, a backlog of [`BACKLOG`]).
     io: mio::net::TcpListener,
     /// Its token in the running loop's reactor.
     reg: IoRegistration,
@@ -71,6 +78,13 @@ impl TcpListener {
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         let addr = first_addr(addr, "bind")?;
         let mut io = mio::net::TcpListener::bind(addr).map_err(|e| ctx(e, format_args!("bind {addr}")))?;
+        // mio listens with std's backlog of 128. Calling listen(2) again on a listening
+        // socket resizes its accept queue (Linux); without this, 1000 connects issued in one
+        // iteration overflow the queue and the dropped SYNs are retried a second later.
+        // SAFETY: `io` owns a valid socket fd for the whole call.
+        if unsafe { libc::listen(io.as_raw_fd(), BACKLOG) } != 0 {
+            return Err(ctx(io::Error::last_os_error(), format_args!("listen {addr}")));
+        }
         let reg = IoRegistration::new(&mut io, || format!("tcp listener {addr}"))?;
         Ok(TcpListener { io, reg })
     }
@@ -111,18 +125,47 @@ impl fmt::Debug for TcpListener {
 
 /// A connected TCP socket. Methods take `&self`, so one task may read while another writes
 /// (share it with `Rc`); two tasks reading at once would steal each other's wake-ups.
+///
+/// A read smaller than [`READ_AHEAD`] bytes reads up to that much into a small buffer inside
+/// the stream and hands out what was asked (N9); the rest is returned by the next reads
+/// without a syscall. Do not read the raw fd yourself: bytes may be waiting in that buffer.
 pub struct TcpStream {
     /// The non-blocking socket.
     io: mio::net::TcpStream,
     /// Its token in the running loop's reactor.
     reg: IoRegistration,
+    /// Bytes read from the kernel and not yet handed out (N9).
+    ahead: RefCell<ReadAhead>,
+}
+
+/// How much a small read asks the kernel for (N9): one page, a whole echo reply or request
+/// line, and enough that a shorter answer proves the receive buffer empty (N5).
+pub const READ_AHEAD: usize = 4096;
+
+/// The read-ahead buffer of a [`TcpStream`]: `buf[start..end]` is unread. Allocated at the
+/// first small read, so streams only read in large chunks never pay for it.
+#[derive(Default)]
+struct ReadAhead {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadAhead {
+    /// Copy buffered bytes into `out`; how many (0 if none are buffered).
+    fn take_into(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        n
+    }
 }
 
 impl TcpStream {
     /// Register an accepted (or connecting) mio stream with the running loop.
     fn from_mio(mut io: mio::net::TcpStream, peer: SocketAddr) -> io::Result<TcpStream> {
         let reg = IoRegistration::new(&mut io, || format!("tcp stream to {peer}"))?;
-        Ok(TcpStream { io, reg })
+        Ok(TcpStream { io, reg, ahead: RefCell::new(ReadAhead::default()) })
     }
 
     /// Open a connection to `addr`. asyncio: `loop.sock_connect` / `open_connection`.
@@ -153,14 +196,44 @@ impl TcpStream {
 
     /// Read some bytes into `buf`; `Ok(0)` means the peer closed its side (EOF).
     /// asyncio: `loop.sock_recv(sock, n)` / `StreamReader.read(n)`.
+    ///
+    /// Bytes left in the read-ahead buffer come first, without a syscall. A read of at least
+    /// [`READ_AHEAD`] bytes goes straight into `buf`; a smaller one reads up to
+    /// [`READ_AHEAD`] bytes into the stream's buffer and copies out what fits (N9), so an
+    /// answer shorter than that proves the kernel buffer empty and the next read parks
+    /// without the syscall that would say `WouldBlock` (N5). The copy happens in the same
+    /// poll as the syscall: a read future dropped at its `await` loses no bytes (N7).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = poll_fn(|cx| self.reg.poll_io(cx, Direction::Read, || (&self.io).read(buf)))
-            .await
-            .map_err(|e| ctx(e, "read"))?;
-        if n > 0 && n < buf.len() {
+        let n = self.ahead.borrow_mut().take_into(buf);
+        if n > 0 {
+            return Ok(n);
+        }
+        if buf.is_empty() || buf.len() >= READ_AHEAD {
+            let n = poll_fn(|cx| self.reg.poll_io(cx, Direction::Read, || (&self.io).read(buf)))
+                .await
+                .map_err(|e| ctx(e, "read"))?;
+            if n > 0 && n < buf.len() {
+                self.reg.short_read(); // N5: the receive buffer is empty now
+            }
+            return Ok(n);
+        }
+        let got = poll_fn(|cx| {
+            self.reg.poll_io(cx, Direction::Read, || {
+                let mut ahead = self.ahead.borrow_mut();
+                if ahead.buf.is_empty() {
+                    ahead.buf = vec![0; READ_AHEAD].into_boxed_slice();
+                }
+                (&self.io).read(&mut ahead.buf)
+            })
+        })
+        .await
+        .map_err(|e| ctx(e, "read"))?;
+        if got > 0 && got < READ_AHEAD {
             self.reg.short_read(); // N5: the receive buffer is empty now
         }
-        Ok(n)
+        let mut ahead = self.ahead.borrow_mut();
+        (ahead.start, ahead.end) = (0, got);
+        Ok(ahead.take_into(buf))
     }
 
     /// Write some of `buf`; returns how many bytes the kernel took.

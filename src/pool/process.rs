@@ -280,6 +280,10 @@ fn run_chunk<A: Codec, R: Codec>(f: fn(A) -> R, args: &[u8], out: &mut Vec<u8>) 
         }
     };
     (n as u32).encode(out);
+    // One status byte and at least `R::MIN_BYTES` per item: the reply of a first chunk does
+    // not grow the worker's buffer item by item. Capped by the chunk's own size (D1: a count
+    // of zero-byte items is not a reason to allocate).
+    out.reserve(n.min(args.len()).saturating_mul(1 + R::MIN_BYTES));
     for _ in 0..n {
         run_one(f, &mut d, out, false);
     }
@@ -531,7 +535,8 @@ impl<R: Codec + Send> Sink for ChunkSink<R> {
 struct Job {
     /// The request id in its frame, matched against the reply (P4).
     id: u64,
-    /// The whole encoded call frame, written as is.
+    /// The whole encoded call frame, written as is (kept so a job its dead worker never
+    /// started can be requeued, P4).
     frame: Vec<u8>,
     /// The reply kind this call must get.
     expects: FrameKind,
@@ -805,10 +810,14 @@ impl ProcessPool {
         &self,
         kind: FrameKind,
         name: &str,
+        items: usize,
         write_arg: impl FnOnce(&mut Vec<u8>),
     ) -> (u64, Result<Vec<u8>, PoolError>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut frame = Vec::with_capacity(frame::HEADER_BYTES + 2 + name.len() + A::MIN_BYTES);
+        // Sized for `items` arguments of the smallest encoding (a chunk adds its u32 count),
+        // so a chunk of fixed-size items is encoded without growing the frame.
+        let arg = if kind == FrameKind::CallChunk { 4 + items * A::MIN_BYTES } else { A::MIN_BYTES };
+        let mut frame = Vec::with_capacity(frame::HEADER_BYTES + 2 + name.len() + arg);
         let start = begin_frame(&mut frame, kind, id);
         put_name(&mut frame, name);
         write_arg(&mut frame);
@@ -840,7 +849,7 @@ impl ProcessPool {
         if let Err(e) = self.registry.check::<A, R>(name) {
             return target.finish(Err(e));
         }
-        let (id, frame) = self.call_frame::<A>(FrameKind::Call, name, |out| arg.encode(out));
+        let (id, frame) = self.call_frame::<A>(FrameKind::Call, name, 1, |out| arg.encode(out));
         let frame = match frame {
             Ok(f) => f,
             Err(e) => return target.finish(Err(e)),
@@ -900,7 +909,7 @@ impl ProcessPool {
         let mut args = args.into_iter().peekable();
         while args.peek().is_some() {
             let chunk: Vec<A> = args.by_ref().take(chunksize).collect();
-            let (id, frame) = self.call_frame::<A>(FrameKind::CallChunk, name, |out| chunk.encode(out));
+            let (id, frame) = self.call_frame::<A>(FrameKind::CallChunk, name, chunk.len(), |out| chunk.encode(out));
             let (fut, done) = job_pair();
             let sink = ChunkSink { target: Target::Future(done), count: chunk.len() };
             match frame {
@@ -1007,6 +1016,46 @@ enum Mode {
     Terminating,
 }
 
+/// The call bytes waiting for a worker's pipe: `buf[offset..]`. Frames are appended whole
+/// (small calls coalesce into one `write`); a partial write only moves the offset, and the
+/// buffer is reset once drained, so a 50 MB frame through a 64 KiB pipe is not shifted down
+/// after every write (that `drain(..n)` was quadratic in the frame size).
+#[derive(Default)]
+struct WriteQueue {
+    /// Appended frames.
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    offset: usize,
+}
+
+impl WriteQueue {
+    fn is_empty(&self) -> bool {
+        self.offset == self.buf.len()
+    }
+
+    fn push(&mut self, frame: &[u8]) {
+        self.buf.extend_from_slice(frame);
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.offset = 0;
+    }
+
+    /// One `write` of the pending bytes.
+    fn write_to(&self, out: &mut File) -> io::Result<usize> {
+        out.write(&self.buf[self.offset..])
+    }
+
+    /// `n` bytes were written.
+    fn advance(&mut self, n: usize) {
+        self.offset += n;
+        if self.offset == self.buf.len() {
+            self.clear();
+        }
+    }
+}
+
 /// One worker process as the manager tracks it.
 struct Worker {
     /// Its pid; valid for signals until reaped (P2).
@@ -1021,7 +1070,7 @@ struct Worker {
     /// Reply bytes received, not yet parsed.
     rbuf: FrameBuf,
     /// Call bytes not yet written (the pipe was full).
-    wbuf: Vec<u8>,
+    wbuf: WriteQueue,
     /// Jobs sent, in order, not yet answered (P4).
     in_flight: VecDeque<Job>,
     /// Calls sent over its lifetime, against `max_tasks_per_child` (P5).
@@ -1140,7 +1189,7 @@ impl Manager {
             replies: File::from(res_r),
             pidfd,
             rbuf: FrameBuf::new(),
-            wbuf: Vec::new(),
+            wbuf: WriteQueue::default(),
             in_flight: VecDeque::new(),
             sent: 0,
             broken: None,
@@ -1301,7 +1350,7 @@ impl Manager {
                 if !job.sink.try_start() {
                     continue; // cancelled while queued (J3); already completed
                 }
-                w.wbuf.extend_from_slice(&job.frame);
+                w.wbuf.push(&job.frame);
                 w.in_flight.push_back(job);
                 w.sent += 1;
             }
@@ -1316,10 +1365,8 @@ impl Manager {
         let w = &mut self.workers[i];
         let Some(calls) = &mut w.calls else { return };
         while !w.wbuf.is_empty() {
-            match calls.write(&w.wbuf) {
-                Ok(n) => {
-                    w.wbuf.drain(..n);
-                }
+            match w.wbuf.write_to(calls) {
+                Ok(n) => w.wbuf.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {

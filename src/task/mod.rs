@@ -55,8 +55,9 @@ use std::panic::{AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use crate::combinators::{ChildLink, GatherCore};
 use crate::error::{Error, PanicError, panic_message};
-use crate::events::{LoopHandle, Ready, Running};
+use crate::events::{CallbackFn, LoopHandle, Ready, Running};
 use crate::future::{DoneCallbacks, Watcher};
 
 use crate::trace::{EventKind, Outcome, WakeSource};
@@ -174,7 +175,14 @@ pub(crate) enum Watchers {
     Task(TaskId),
     /// Callbacks and wakers in registration order (F2).
     Many(Box<DoneCallbacks<TaskCallback>>),
+    /// The task is a child of a `gather` and nothing else watches it: the gather's link,
+    /// scheduled as a callback when the task finishes (no boxed closure, G4).
+    /// (The link's two fields inline: as one struct its padding could not hold the tag.)
+    Gather(GatherCore, u32),
 }
+
+// The header pays 16 bytes for its watchers, whatever the variant.
+const _: () = assert!(std::mem::size_of::<Watchers>() == 16);
 
 impl Watchers {
     /// Register an awaiter's waker (keeping its place if it is already registered). Returns
@@ -202,7 +210,29 @@ impl Watchers {
                 added
             }
             Watchers::Many(list) => list.set_waker(waker, loop_id),
+            Watchers::Gather(..) => {
+                let mut list = self.take_list();
+                let added = list.set_waker(waker, loop_id);
+                *self = Watchers::Many(list);
+                added
+            }
         }
+    }
+
+    /// The registration list this becomes when a second watcher arrives: a gather link turns
+    /// into the boxed done-callback it stands for, keeping its place (F2).
+    fn take_list(&mut self) -> Box<DoneCallbacks<TaskCallback>> {
+        let mut list: Box<DoneCallbacks<TaskCallback>> = Box::new(DoneCallbacks::new());
+        match std::mem::take(self) {
+            Watchers::None => {}
+            Watchers::Task(id) => list.push(Watcher::Task(id)),
+            Watchers::Many(l) => return l,
+            Watchers::Gather(core, index) => {
+                let link = ChildLink { core, index };
+                list.push_callback(Box::new(move |lp: &LoopHandle| link.fire(lp)));
+            }
+        }
+        list
     }
 
     /// Register a done-callback.
@@ -212,10 +242,7 @@ impl Watchers {
                 list.push_callback(f);
             }
             _ => {
-                let mut list = Box::new(DoneCallbacks::new());
-                if let Watchers::Task(id) = std::mem::take(self) {
-                    list.push(Watcher::Task(id));
-                }
+                let mut list = self.take_list();
                 list.push_callback(f);
                 *self = Watchers::Many(list);
             }
@@ -342,6 +369,14 @@ impl<T: 'static> Task<T> {
 
     /// Let the task run on without a handle (the same as dropping it, said out loud).
     pub fn detach(self) {}
+
+    /// Give up the handle object but not the ownership it stands for: the slot stays until
+    /// [`LoopHandle::release_child`] (a gather keeps its children this way, G4).
+    pub(crate) fn into_id(self) -> TaskId {
+        let id = self.id;
+        std::mem::forget(self);
+        id
+    }
 }
 
 impl<T: 'static> Future for Task<T> {
@@ -629,6 +664,7 @@ impl LoopHandle {
         match watchers {
             Watchers::None => {}
             Watchers::Task(id) => Watcher::<TaskCallback>::Task(id).wake_awaiter(self),
+            Watchers::Gather(core, index) => self.schedule_callback(CallbackFn::Gather(ChildLink { core, index })),
             Watchers::Many(list) => {
                 for w in list.into_iter() {
                     match w {
@@ -726,6 +762,54 @@ impl LoopHandle {
                 }
             }
         }
+    }
+
+    /// Make `link` the done-callback of `id`, whose handle the gather now owns (G4). If the
+    /// task already finished, the link is scheduled at once, as `add_done_callback` would.
+    pub(crate) fn link_gather_child(&self, id: TaskId, link: ChildLink) {
+        let finished = {
+            let mut tasks = self.inner.tasks.borrow_mut();
+            match tasks.get_mut(id.index as usize) {
+                Some(s) if s.id == id && !s.state.is_finished() => {
+                    match &mut s.watchers {
+                        w @ Watchers::None => *w = Watchers::Gather(link.core, link.index),
+                        w => w.push_callback(Box::new(move |lp: &LoopHandle| link.fire(lp))),
+                    }
+                    return;
+                }
+                _ => link,
+            }
+        };
+        self.schedule_callback(CallbackFn::Gather(finished));
+    }
+
+    /// A finished gather child's error (marked retrieved), or `None` if it returned a value.
+    pub(crate) fn task_error(&self, id: TaskId) -> Option<Error> {
+        let mut tasks = self.inner.tasks.borrow_mut();
+        match tasks.get_mut(id.index as usize) {
+            Some(s) if s.id == id => match &mut s.body {
+                Body::Failed(f) => {
+                    f.retrieved = true;
+                    Some(f.error.clone())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Take a gather child's result and free its slot (the handle the gather owned, G4).
+    pub(crate) fn take_child_result<T: 'static>(&self, id: TaskId) -> Result<T, Error> {
+        let r = self.take_task_result::<T>(id).unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")));
+        self.release_task_handle(id);
+        r
+    }
+
+    /// Drop a gather child nobody will read: a failure counts as retrieved (asyncio's
+    /// `_done_callback` calls `fut.exception()`), and the slot is freed once it finished.
+    pub(crate) fn release_child(&self, id: TaskId) {
+        self.task_error(id);
+        self.release_task_handle(id);
     }
 
     fn add_task_callback(&self, id: TaskId, f: TaskCallback) {
