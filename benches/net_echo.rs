@@ -68,11 +68,24 @@ fn looplab_echo(conns: usize, rounds: usize) -> BoxFut {
     })
 }
 
+/// Give a peer's listener the accept queue looplab's `TcpListener` asks for
+/// (`looplab::net::BACKLOG`): std and mio listen with 128, and at 1,000 simultaneous connects
+/// an overflowing queue drops SYNs that are retried a second later, which would measure the
+/// backlog, not the runtime. (Calling `listen` again on a listening socket updates its
+/// backlog on Linux.)
+fn same_backlog(fd: std::os::fd::RawFd) {
+    // SAFETY: `fd` is a listening socket owned by the caller for the duration of the call;
+    // `listen` only reads the integer arguments.
+    let rc = unsafe { libc::listen(fd, looplab::net::BACKLOG) };
+    assert_eq!(rc, 0, "listen: {}", std::io::Error::last_os_error());
+}
+
 /// tokio `current_thread` with a `LocalSet`, every task `spawn_local`ed.
 fn tokio_echo(conns: usize, rounds: usize) -> BoxFut {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     Box::pin(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        same_backlog(std::os::fd::AsRawFd::as_raw_fd(&listener));
         let addr = listener.local_addr().unwrap();
         tokio::task::spawn_local(async move {
             loop {
@@ -117,6 +130,7 @@ fn smol_echo(ex: Rc<async_executor::LocalExecutor<'static>>, conns: usize, round
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     Box::pin(async move {
         let listener = async_io::Async::<std::net::TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        same_backlog(std::os::fd::AsRawFd::as_raw_fd(listener.get_ref()));
         let addr = listener.get_ref().local_addr().unwrap();
         let ex2 = ex.clone();
         ex.spawn(async move {

@@ -20,7 +20,7 @@ pub mod tcp;
 pub mod udp;
 
 pub use reactor::Direction;
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{BACKLOG, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
 pub(crate) use fd::schedule_fd_callback;

@@ -63,9 +63,31 @@ impl fmt::Debug for ThreadPool {
 /// One worker: run jobs until the channel is closed and empty.
 /// concurrent.futures: `thread._worker`.
 fn worker_loop(jobs: Receiver<Job>) {
-    // `recv` fails only once every sender is gone *and* the queue is empty,
-    // which is exactly "shut down and drained" (H3).
-    while let Ok(job) = jobs.recv() {
+    loop {
+        // J5: right after a job the next one often follows within microseconds (a caller
+        // submitting in a loop); spin briefly before parking in the kernel.
+        let (mut next, mut closed) = (None, false);
+        super::spin_until(|| match jobs.try_recv() {
+            Ok(job) => {
+                next = Some(job);
+                true
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                closed = true;
+                true
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => false,
+        });
+        // `recv` (and `try_recv`'s `Disconnected`) fail only once every sender is gone *and*
+        // the queue is empty, which is exactly "shut down and drained" (H3).
+        let job = match (next, closed) {
+            (Some(job), _) => job,
+            (None, true) => return,
+            (None, false) => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
         job(); // never unwinds: the closure built in `submit` catches (H2)
     }
 }
