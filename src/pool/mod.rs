@@ -365,25 +365,36 @@ impl<T> Completer<T> {
     /// Stores the result and wakes every kind of waiter (J1, J4). A job that
     /// was cancelled meanwhile keeps `Cancelled`.
     pub(crate) fn complete(self, result: Result<T, PoolError>) {
+        // `Done` already: cancelled before it ran, J3 wins and the result is dropped.
+        self.shared.settle(|stage| stage != Stage::Done, result);
+    }
+}
+
+impl<T> JobShared<T> {
+    /// The one way a job becomes `Done` (J1, J4): if `allowed(stage)`, store `result`, mark
+    /// it finished (J5's flag), notify the condvar under the lock, then wake the awaiting
+    /// task and run the `wait`/`as_completed` hooks outside it (so a hook may touch the
+    /// future). Returns whether it settled the job.
+    fn settle(&self, allowed: impl FnOnce(Stage) -> bool, result: Result<T, PoolError>) -> bool {
         let (waker, hooks) = {
-            let mut st = self.shared.lock();
-            if st.stage == Stage::Done {
-                return; // cancelled before it ran: J3 wins, the result is dropped
+            let mut st = self.lock();
+            if !allowed(st.stage) {
+                return false;
             }
             debug_assert!(st.result.is_none(), "J1: a job completed twice");
             st.stage = Stage::Done;
             st.result = Some(result);
-            self.shared.finished.store(true, Ordering::Release);
-            self.shared.done.notify_all();
+            self.finished.store(true, Ordering::Release);
+            self.done.notify_all();
             (st.waker.take(), std::mem::take(&mut st.hooks))
         };
-        // Run user-visible code outside the lock, so a hook may touch the future.
         if let Some(w) = waker {
             w.wake();
         }
         for hook in hooks {
             hook();
         }
+        true
     }
 }
 
@@ -391,23 +402,7 @@ impl<T> Drop for Completer<T> {
     /// J2: a completer dropped without a result (its job was discarded at
     /// shutdown, or a worker thread unwound) still completes the job.
     fn drop(&mut self) {
-        let (waker, hooks) = {
-            let mut st = self.shared.lock();
-            if st.stage == Stage::Done {
-                return;
-            }
-            st.stage = Stage::Done;
-            st.result = Some(Err(PoolError::ShutDown));
-            self.shared.finished.store(true, Ordering::Release);
-            self.shared.done.notify_all();
-            (st.waker.take(), std::mem::take(&mut st.hooks))
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        for hook in hooks {
-            hook();
-        }
+        self.shared.settle(|stage| stage != Stage::Done, Err(PoolError::ShutDown));
     }
 }
 
@@ -428,24 +423,7 @@ impl<T> JobFuture<T> {
     /// Cancels the job if it has not started; returns whether it did (J3).
     /// concurrent.futures: `Future.cancel()`.
     pub fn cancel(&self) -> bool {
-        let (waker, hooks) = {
-            let mut st = self.shared.lock();
-            if st.stage != Stage::Pending {
-                return false;
-            }
-            st.stage = Stage::Done;
-            st.result = Some(Err(PoolError::Cancelled));
-            self.shared.finished.store(true, Ordering::Release);
-            self.shared.done.notify_all();
-            (st.waker.take(), std::mem::take(&mut st.hooks))
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        for hook in hooks {
-            hook();
-        }
-        true
+        self.shared.settle(|stage| stage == Stage::Pending, Err(PoolError::Cancelled))
     }
 
     /// Blocks until the job is done and returns its result.
