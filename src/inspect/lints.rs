@@ -236,6 +236,7 @@ mod tests {
     }
 
     /// A callback burning 150 ms of CPU fires the lint, on the virtual clock too.
+    #[cfg_attr(miri, ignore = "measures 100+ ms of thread CPU time: meaningless (and very slow) in the interpreter")]
     #[test]
     fn slow_step_fires_on_cpu_time() {
         let lp = EventLoop::new_virtual();
@@ -248,6 +249,7 @@ mod tests {
     }
 
     /// Sleeping the thread uses no CPU, and a quick step is under the threshold: no lint.
+    #[cfg_attr(miri, ignore = "measures 100+ ms of thread CPU time: meaningless (and very slow) in the interpreter")]
     #[test]
     fn slow_step_quiet_for_quick_or_blocked_steps() {
         let lp = EventLoop::new_virtual();
