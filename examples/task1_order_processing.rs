@@ -86,10 +86,7 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
         }
     }
     let lp = Session::new(args);
-    writeln!(out, "{RULE}");
-    writeln!(out, "    RESTAURANT ORDER PROCESSING SYSTEM");
-    writeln!(out, "    Using Asyncio Coroutines with Futures");
-    writeln!(out, "{RULE}");
+    out.banner(RULE, &["RESTAURANT ORDER PROCESSING SYSTEM", "Using Asyncio Coroutines with Futures"]);
     writeln!(out);
     writeln!(out, "Processing order with {items} items...");
     writeln!(out, "Customer has {orders} previous orders.");
@@ -127,9 +124,7 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     })?;
 
     writeln!(out);
-    writeln!(out, "{RULE}");
-    writeln!(out, "    ORDER PROCESSING COMPLETE!");
-    writeln!(out, "{RULE}");
+    out.banner(RULE, &["ORDER PROCESSING COMPLETE!"]);
     lp.finish(out)?;
     Ok(())
 }

@@ -202,10 +202,7 @@ fn shutdown(lp: &LoopHandle, home: &Shared) {
 pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     let seed = args.option_u64("--seed")?.unwrap_or(DEFAULT_SEED);
     let lp = Session::new(args);
-    writeln!(out, "{RULE}");
-    writeln!(out, "    SMART HOME AUTOMATION SYSTEM");
-    writeln!(out, "    Using Asyncio Event Loop Scheduling");
-    writeln!(out, "{RULE}");
+    out.banner(RULE, &["SMART HOME AUTOMATION SYSTEM", "Using Asyncio Event Loop Scheduling"]);
     writeln!(out);
     writeln!(out, "This system rotates between three smart home tasks:");
     writeln!(out, "  1. 🔒 Security System Check");
@@ -232,10 +229,7 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     lp.run_forever()?;
 
     writeln!(out);
-    writeln!(out, "{RULE}");
-    writeln!(out, "    SMART HOME AUTOMATION STOPPED");
-    writeln!(out, "    All systems in standby mode");
-    writeln!(out, "{RULE}");
+    out.banner(RULE, &["SMART HOME AUTOMATION STOPPED", "All systems in standby mode"]);
     lp.finish(out)?;
     Ok(())
 }

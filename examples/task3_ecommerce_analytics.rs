@@ -93,10 +93,7 @@ async fn inventory(out: Out) -> u64 {
 /// The scenario, printing to `out`.
 pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     let lp = Session::new(args);
-    writeln!(out, "{RULE}");
-    writeln!(out, "    E-COMMERCE ORDER ANALYTICS SYSTEM");
-    writeln!(out, "    Using Asyncio.Task for Parallel Execution");
-    writeln!(out, "{RULE}");
+    out.banner(RULE, &["E-COMMERCE ORDER ANALYTICS SYSTEM", "Using Asyncio.Task for Parallel Execution"]);
     writeln!(out);
     writeln!(out, "Running three analytics tasks in PARALLEL:");
     writeln!(out, "  📊 Task 1: Daily Sales Revenue Calculation");
@@ -130,10 +127,7 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
     writeln!(out);
     writeln!(out, "{THIN}");
     writeln!(out);
-    writeln!(out, "{RULE}");
-    writeln!(out, "    ALL ANALYTICS TASKS COMPLETED!");
-    writeln!(out, "    Dashboard ready for business review");
-    writeln!(out, "{RULE}");
+    out.banner(RULE, &["ALL ANALYTICS TASKS COMPLETED!", "Dashboard ready for business review"]);
     lp.finish(out)?;
     Ok(())
 }

@@ -167,14 +167,6 @@ fn calibrate_job(rounds: u64) -> u64 {
     acc
 }
 
-fn banner(out: &Out, lines: &[&str]) {
-    writeln!(out, "{}", "=".repeat(70));
-    for l in lines {
-        writeln!(out, "    {l}");
-    }
-    writeln!(out, "{}", "=".repeat(70));
-}
-
 fn section(out: &Out, title: &str, detail: &str) {
     writeln!(out, "\n{}", "-".repeat(70));
     writeln!(out, "{title}");
@@ -236,8 +228,8 @@ pub fn run(args: &Args, out: &Out) -> Result<(), RunError> {
 
 async fn compare(lp: LoopHandle, o: Opts, out: Out) -> Result<(), String> {
     let registry = registry();
-    banner(
-        &out,
+    out.banner(
+        &"=".repeat(70),
         &["IMAGE PROCESSING SERVICE - Performance Comparison", "Sequential vs Thread Pool vs Process Pool Execution"],
     );
 
@@ -327,7 +319,7 @@ async fn compare(lp: LoopHandle, o: Opts, out: Out) -> Result<(), String> {
 
     let (s_thr, s_proc) = (t_seq / t_thr, t_seq / t_proc);
     writeln!(out);
-    banner(&out, &["📊 PERFORMANCE SUMMARY"]);
+    out.banner(&"=".repeat(70), &["📊 PERFORMANCE SUMMARY"]);
     writeln!(out, "    Sequential:    {t_seq:.2} seconds");
     writeln!(out, "    Thread Pool:   {t_thr:.2} seconds");
     writeln!(out, "    Process Pool:  {t_proc:.2} seconds");

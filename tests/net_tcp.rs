@@ -7,7 +7,7 @@
 //! On the virtual clock the loop jumps to the next deadline as soon as a zero-timeout poll
 //! finds nothing, so a timeout could fire while a SYN or a segment is still inside the
 //! kernel (C3); their timeouts are short (≤ 300 ms) and measured with the loop's own timers
-//! (`lp.time()`), never `Instant::now` or `thread::sleep`.
+//! (`lp.time()`), never the wall clock or a sleeping thread.
 //!
 //! Every other test uses the **virtual clock** (`looplab::run_virtual`): it has no timer that
 //! races I/O (both ends live on the same loop, and a loopback write is readable before the

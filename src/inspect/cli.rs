@@ -66,6 +66,15 @@ impl Out {
         (Out(Rc::new(RefCell::new(Buffer(buf.clone())))), Captured(buf))
     }
 
+    /// The teaching material's banner: a rule, each line indented by four spaces, a rule.
+    pub fn banner(&self, rule: &str, lines: &[&str]) {
+        writeln!(self, "{rule}");
+        for line in lines {
+            writeln!(self, "    {line}");
+        }
+        writeln!(self, "{rule}");
+    }
+
     /// What `write!`/`writeln!` call. Write errors (a closed pipe) are ignored: the
     /// program's behaviour must not depend on whether anyone reads its output.
     pub fn write_fmt(&self, args: fmt::Arguments<'_>) {
