@@ -37,7 +37,7 @@ use std::fmt;
 use std::mem::size_of;
 
 use crate::clock::Nanos;
-use crate::events::{CallbackFn, LoopHandle, Ready, Running};
+use crate::events::{CallbackFn, LoopHandle, ReadyKind, Running};
 use crate::net::reactor::Waiter;
 use crate::task::{TaskId, TaskSlot, TaskState};
 use crate::timer::{Placement, TimerSnapshot};
@@ -219,9 +219,9 @@ impl LoopHandle {
             let q = inner.ready.borrow();
             let list = q
                 .iter()
-                .map(|r| match *r {
-                    Ready::Task(t) => ReadyEntry::Task(t),
-                    Ready::Callback(id) => ReadyEntry::Callback { id, kind: kind_of(id) },
+                .map(|r| match r.kind() {
+                    ReadyKind::Task(t) => ReadyEntry::Task(t),
+                    ReadyKind::Callback(id) => ReadyEntry::Callback { id, kind: kind_of(id) },
                 })
                 .collect();
             (list, q.capacity())

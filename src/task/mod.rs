@@ -47,7 +47,6 @@
 mod boxed;
 pub(crate) mod raw_waker;
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -61,6 +60,7 @@ use crate::events::{CallbackFn, LoopHandle, Ready, Running};
 use crate::future::{DoneCallbacks, Watcher};
 
 use crate::trace::{EventKind, Outcome, WakeSource};
+use boxed::{TaskCell, TaskFuture};
 use raw_waker::{LentWaker, waker_for, with_lent_waker};
 
 /// A task's identity: its slab slot and its generation (spawn number, from 1).
@@ -133,9 +133,9 @@ impl fmt::Display for TaskState {
     }
 }
 
-/// The boxed future a slot holds: the user's future, with its output boxed as `Any` so that
-/// tasks of every output type fit one slab. A `()` output boxes without allocating.
-pub(crate) type BoxedTask = Pin<Box<dyn Future<Output = Box<dyn Any>>>>;
+/// The box a slot holds: the user's future, then its output in the same allocation
+/// (boxed.rs), so tasks of every output type fit one slab at one allocation each.
+pub(crate) type BoxedTask = Pin<Box<dyn TaskFuture>>;
 
 /// What a slot holds of the task itself: the future while it runs, the outcome after. One
 /// field for both keeps the header small (the slab holds one per task).
@@ -144,8 +144,8 @@ pub(crate) enum Body {
     Future(BoxedTask),
     /// The future is out of the slot, being polled (or being dropped).
     Polling,
-    /// Returned; the output, not yet taken by the handle.
-    Value(Box<dyn Any>),
+    /// Returned; the box now holds the output, not yet taken by the handle.
+    Value(BoxedTask),
     /// Returned; the handle took the output.
     Taken,
     /// Panicked or cancelled (boxed: rare, and an `Error` is large).
@@ -438,7 +438,7 @@ impl LoopHandle {
         F::Output: 'static,
     {
         let inner = &self.inner;
-        let boxed: BoxedTask = Box::pin(boxed::EraseOutput::new(fut));
+        let boxed: BoxedTask = Box::pin(TaskCell::new(fut));
         let future_size = std::mem::size_of_val(&*boxed);
         let generation = inner.task_counter.get().wrapping_add(1);
         inner.task_counter.set(generation);
@@ -512,7 +512,7 @@ impl LoopHandle {
                 slot.state = TaskState::Ready;
             }
         }
-        self.inner.ready.borrow_mut().push_back(Ready::Task(id));
+        self.inner.ready.borrow_mut().push_back(Ready::task(id));
         self.emit_with(|| EventKind::TaskWoken { task: id, by });
     }
 
@@ -555,7 +555,7 @@ impl LoopHandle {
         let prev = inner.current.replace(Running::Task(id));
         let poll_with = |waker: &Waker, fut: &mut BoxedTask| {
             let mut cx = Context::from_waker(waker);
-            std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+            std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll_task(&mut cx)))
         };
         let (polled, owned) = match owned {
             Some(w) => (poll_with(&w, &mut fut), Some(w)),
@@ -576,7 +576,7 @@ impl LoopHandle {
     fn finish_step(
         &self,
         id: TaskId,
-        polled: std::thread::Result<Poll<Box<dyn Any>>>,
+        polled: std::thread::Result<Poll<()>>,
         fut: BoxedTask,
         owned: Option<Waker>,
     ) {
@@ -597,14 +597,13 @@ impl LoopHandle {
                 }
                 self.emit_with(|| EventKind::TaskSuspended { task: id });
             }
-            Ok(Poll::Ready(out)) => {
-                drop(fut);
+            Ok(Poll::Ready(())) => {
                 drop(owned);
                 let cancelled = self.inner.tasks.borrow()[id.index as usize].cancel_requested;
                 if cancelled {
                     // asyncio's `_must_cancel` at the end of `__step`: a task that was asked to
                     // cancel and then returned ends cancelled; its value is dropped.
-                    drop(out);
+                    drop(fut);
                     let error = Error::cancelled();
                     self.finish_task(
                         id,
@@ -612,7 +611,7 @@ impl LoopHandle {
                         TaskState::Cancelled,
                     );
                 } else {
-                    self.finish_task(id, Body::Value(out), TaskState::Done);
+                    self.finish_task(id, Body::Value(fut), TaskState::Done);
                 }
             }
             Err(payload) => {
@@ -730,10 +729,16 @@ impl LoopHandle {
                 Some(Err(f.error.clone()))
             }
             b @ Body::Value(_) => {
-                let Body::Value(v) = std::mem::replace(b, Body::Taken) else { unreachable!() };
-                match v.downcast::<T>() {
-                    Ok(b) => Some(Ok(*b)),
-                    Err(_) => Some(Err(Error::invalid_state("task output type mismatch"))),
+                let Body::Value(mut cell) = std::mem::replace(b, Body::Taken) else { unreachable!() };
+                // Free the cell outside the borrow: nothing user-visible drops here (the
+                // future is gone, the output moves out), but the rule keeps it simple.
+                drop(tasks);
+                let mut out: Option<T> = None;
+                let read = cell.as_mut().take_output(&mut out);
+                drop(cell);
+                match out {
+                    Some(v) if read => Some(Ok(v)),
+                    _ => Some(Err(Error::invalid_state("task output type mismatch"))),
                 }
             }
         }
