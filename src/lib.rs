@@ -81,7 +81,7 @@ pub use events::{
 pub use future::LoopFuture;
 pub use pool::to_thread;
 pub use task::{Task, TaskId, TaskState};
-pub use time::{Sleep, sleep, sleep_secs, yield_now};
+pub use time::{Sleep, YieldNow, sleep, sleep_secs, yield_now};
 
 pub use combinators::{
     ReturnWhen, TaskGroup, TaskGroupError, as_completed, gather, gather_all, shield, task_group, timeout, timeout_at,

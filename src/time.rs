@@ -54,8 +54,32 @@ fn secs_to_duration(secs: f64) -> Duration {
 }
 
 /// Give every other ready task and callback one turn. asyncio: `await asyncio.sleep(0)`.
-pub fn yield_now() -> Sleep {
-    sleep(Duration::ZERO)
+///
+/// The same as `sleep(Duration::ZERO)` (S1), as a future of its own: one flag, no timer state
+/// and no destructor, so a task switch costs as little as it can.
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future returned by [`yield_now`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
 }
 
 #[derive(Debug)]
@@ -92,25 +116,7 @@ impl Future for Sleep {
                     self.state = SleepState::Yielded;
                     return Poll::Pending;
                 }
-                let lp = get_running_loop().expect("looplab::sleep polled outside a running looplab loop");
-                let when = lp.now_ns().saturating_add(self.delay);
-                // A looplab task's waker: store the task id, not a waker clone (no allocation).
-                let f = match crate::task::raw_waker::task_of(cx.waker(), lp.id()) {
-                    Some(task) => CallbackFn::WakeTask(task),
-                    None => CallbackFn::Wake(cx.waker().clone()),
-                };
-                let handle = lp.call_at_ns(when, f);
-                match handle.id() {
-                    Some(timer) => {
-                        self.state = SleepState::Waiting { lp, timer };
-                        Poll::Pending
-                    }
-                    None => {
-                        // Closed loop: nothing will ever fire; finish rather than hang.
-                        self.state = SleepState::Done;
-                        Poll::Ready(())
-                    }
-                }
+                self.start_timer(cx)
             }
             SleepState::Yielded => {
                 self.state = SleepState::Done;
@@ -129,12 +135,47 @@ impl Future for Sleep {
     }
 }
 
-impl Drop for Sleep {
-    fn drop(&mut self) {
-        if let SleepState::Waiting { lp, timer } = &self.state {
-            lp.cancel_callback(*timer); // S2
+impl Sleep {
+    /// First poll of a real delay: schedule the timer. Out of line, so that the `sleep(0)`
+    /// path (a task switch) stays small.
+    #[inline(never)]
+    fn start_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let lp = get_running_loop().expect("looplab::sleep polled outside a running looplab loop");
+        let when = lp.now_ns().saturating_add(self.delay);
+        // A looplab task's waker: store the task id, not a waker clone (no allocation).
+        let f = match crate::task::raw_waker::task_of(cx.waker(), lp.id()) {
+            Some(task) => CallbackFn::WakeTask(task),
+            None => CallbackFn::Wake(cx.waker().clone()),
+        };
+        let handle = lp.call_at_ns(when, f);
+        match handle.id() {
+            Some(timer) => {
+                self.state = SleepState::Waiting { lp, timer };
+                Poll::Pending
+            }
+            None => {
+                // Closed loop: nothing will ever fire; finish rather than hang.
+                self.state = SleepState::Done;
+                Poll::Ready(())
+            }
         }
     }
+}
+
+impl Drop for Sleep {
+    #[inline]
+    fn drop(&mut self) {
+        if let SleepState::Waiting { lp, timer } = &self.state {
+            cancel_timer(lp, *timer); // S2
+        }
+    }
+}
+
+/// S2, out of line: most `Sleep`s end `Done` and have nothing to cancel.
+#[cold]
+#[inline(never)]
+fn cancel_timer(lp: &LoopHandle, timer: CallbackId) {
+    lp.cancel_callback(timer);
 }
 
 #[cfg(test)]

@@ -384,7 +384,7 @@ fn walkthrough_prints_the_nine_steps_with_real_state() {
     );
     for expected in [
         // step 4: spawned, queued, not yet polled (K3)
-        "    ready    VecDeque<Ready>  len=3 cap=64  [Task(T2), Task(T3), Task(T4)]",
+        "    ready    ReadyQueue       len=3 cap=64  [Task(T2), Task(T3), Task(T4)]",
         "      T2  slot 1  READY     future=N B  polls=0  \"Job-A\"",
         // step 5: the material's output, then who is still queued
         "   Job-A started (will take 2s)",
@@ -429,7 +429,7 @@ fn walkthrough_wheel_slots_follow_the_durations() {
     let out = fast(&walkthrough::SPEC, walkthrough::run, &["--jobs", "5"]);
     assert!(out.contains("jobs: Job-A 2s, Job-B 1s, Job-C 3s, Job-D 2s, Job-E 1s\n"));
     assert!(
-        out.contains("    ready    VecDeque<Ready>  len=5 cap=64  [Task(T2), Task(T3), Task(T4), Task(T5), Task(T6)]")
+        out.contains("    ready    ReadyQueue       len=5 cap=64  [Task(T2), Task(T3), Task(T4), Task(T5), Task(T6)]")
     );
     // Two jobs of 1 s: both due at the same instant, resumed in spawn order (E3).
     assert!(out.find("Time 1.000s: T3 Job-B").unwrap() < out.find("Time 1.000s: T6 Job-E").unwrap());

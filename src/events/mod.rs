@@ -4,7 +4,7 @@
 //! runs waits for the next iteration; that one rule explains most of asyncio's ordering.
 //!
 //! ```text
-//!   call_soon(cb) ──────────────────────────────► ready: VecDeque<Ready> ─┐
+//!   call_soon(cb) ────────────────────────────► ready: ReadyQueue (ring) ─┐
 //!   spawn(fut) / waker.wake() ── Task(id) ───────►   [Cb #4][Task T2]...   │ phase 4:
 //!   call_later(d, cb) ─► TimerQueue ─(phase 3: due, (deadline,seq) order)─┘ run the n that
 //!   socket readable ───► Reactor ────(phase 2: wake parked wakers)────────┘ were there at
@@ -39,10 +39,10 @@
 //! - **E7** A panic in a callback is caught and reported; the loop goes on.
 
 mod handle;
+mod ready;
 pub(crate) mod threadsafe;
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -64,63 +64,9 @@ use crate::trace::{CallbackId, EventKind, TimeoutReason, TraceSink, Tracer, Wake
 
 pub(crate) use handle::{CallbackFn, CallbackSlot, NO_TIMER};
 pub use handle::{Handle, TimerHandle};
+pub(crate) use ready::{Ready, ReadyKind, ReadyQueue};
 pub use threadsafe::{KeepAlive, ThreadsafeHandle};
 use threadsafe::{Remote, RemoteMsg};
-
-/// One entry of the ready queue. asyncio: a `Handle` in `_ready`; a task step is a Handle
-/// of `Task.__step` there, a task id here.
-///
-/// Two plain `u64`s, not an enum, on purpose: Rust passes a pair of integers in two
-/// registers, so `push_back` writes them straight from registers. An enum of the same 16 bytes
-/// is built on the stack field by field and then re-read as one 16-byte load, which the CPU
-/// cannot forward from the smaller stores: that stall was a quarter of a task switch (measured
-/// with `perf annotate` on the `yield_now` benchmark). [`Ready::kind`] decodes it.
-///
-/// ```text
-///   task:      key = generation << 32 | index   seq = TASK (u64::MAX, never a callback's seq)
-///   callback:  key = index                      seq = the callback's scheduling seq
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Ready {
-    key: u64,
-    seq: u64,
-}
-
-/// What a ready-queue entry asks the loop to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReadyKind {
-    /// Poll this task.
-    Task(TaskId),
-    /// Run this callback (from `call_soon`, a due timer, or a done-callback).
-    Callback(CallbackId),
-}
-
-impl Ready {
-    /// Marks a task entry: callback seqs count up from 1 and never get here.
-    const TASK: u64 = u64::MAX;
-
-    /// The entry that polls task `id`.
-    #[inline]
-    pub(crate) fn task(id: TaskId) -> Ready {
-        Ready { key: (u64::from(id.generation) << 32) | u64::from(id.index), seq: Ready::TASK }
-    }
-
-    /// The entry that runs callback `id`.
-    #[inline]
-    pub(crate) fn callback(id: CallbackId) -> Ready {
-        Ready { key: u64::from(id.index), seq: id.seq }
-    }
-
-    /// Decode.
-    #[inline]
-    pub(crate) fn kind(self) -> ReadyKind {
-        if self.seq == Ready::TASK {
-            ReadyKind::Task(TaskId { index: self.key as u32, generation: (self.key >> 32) as u32 })
-        } else {
-            ReadyKind::Callback(CallbackId { index: self.key as u32, seq: self.seq })
-        }
-    }
-}
 
 /// What the loop is executing right now: the answer to "who woke whom".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,7 +144,7 @@ pub(crate) struct Inner {
     /// Real or virtual time.
     pub(crate) clock: Clock,
     /// The FIFO of work. asyncio: `_ready`.
-    pub(crate) ready: RefCell<VecDeque<Ready>>,
+    pub(crate) ready: RefCell<ReadyQueue>,
     /// Callbacks waiting to run (in the ready queue or in a timer), by slot.
     pub(crate) callbacks: RefCell<Slab<CallbackSlot>>,
     /// Scheduled timers; the payload is a callback slot index. asyncio: `_scheduled`.
@@ -321,7 +267,7 @@ impl Builder {
         let inner = Inner {
             id,
             clock: if self.virtual_clock { Clock::virtual_clock() } else { Clock::real() },
-            ready: RefCell::new(VecDeque::with_capacity(64)),
+            ready: RefCell::new(ReadyQueue::with_capacity(64)),
             callbacks: RefCell::new(Slab::with_capacity(64)),
             timers: RefCell::new(Timers::new(self.backend)),
             expired: RefCell::new(Vec::new()),
@@ -976,10 +922,15 @@ impl LoopHandle {
         }
     }
 
+    #[inline]
     fn emit_cascades(&self) {
-        if !self.inner.tracer.on() {
-            return;
+        if self.inner.tracer.on() {
+            self.emit_cascades_slow();
         }
+    }
+
+    #[cold]
+    fn emit_cascades_slow(&self) {
         let mut buf = self.inner.cascades.borrow_mut();
         self.inner.timers.borrow_mut().queue_mut().drain_cascades(&mut buf);
         let list: Vec<Cascade> = buf.drain(..).collect();

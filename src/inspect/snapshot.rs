@@ -11,7 +11,7 @@
 //!   == loop snapshot  t=1.000s  iteration=5  virtual clock ==
 //!   running  T3 "Job-B"
 //!   stack    run_forever > run_once [phase 4] > run_task(T3) > poll "Job-B"
-//!   ready    VecDeque<Ready>  len=1 cap=64  [Cb #9 (wakes T2)]
+//!   ready    ReadyQueue       len=1 cap=64  [Cb #9 (wakes T2)]
 //!   tasks    Slab<TaskSlot>   live=4 cap=16  header=120 B each
 //!     T1 slot 0  WAITING  future=  96 B  polls=1  "main"   awaiting T3
 //!     T3 slot 2  RUNNING  future= 160 B  polls=2  "Job-B"
@@ -60,7 +60,7 @@ pub struct LoopSnapshot {
     pub running: RunningNow,
     /// The ready queue, front first. asyncio: `loop._ready`.
     pub ready: Vec<ReadyEntry>,
-    /// The ready queue's allocated capacity (`VecDeque::capacity`).
+    /// The ready queue's allocated capacity (`ReadyQueue::capacity`, a power of two).
     pub ready_capacity: usize,
     /// Every task with a slot, sorted by spawn number (I2).
     pub tasks: Vec<TaskInfo>,
@@ -421,7 +421,7 @@ impl fmt::Display for LoopSnapshot {
         writeln!(f, "== loop snapshot  t={}  iteration={}  {clock}{status} ==", fmt_secs(self.time), self.iteration)?;
         writeln!(f, "running  {}", self.running)?;
         writeln!(f, "stack    {}", self.call_stack().join(" > "))?;
-        write!(f, "ready    VecDeque<Ready>  len={} cap={}  [", self.ready.len(), self.ready_capacity)?;
+        write!(f, "ready    ReadyQueue       len={} cap={}  [", self.ready.len(), self.ready_capacity)?;
         for (i, r) in self.ready.iter().enumerate() {
             let sep = if i == 0 { "" } else { ", " };
             write!(f, "{sep}{r}")?;

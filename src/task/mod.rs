@@ -486,19 +486,25 @@ impl LoopHandle {
 
     /// Wake `id` (W2, W3), recording who woke it from what is running now.
     pub(crate) fn wake_task(&self, id: TaskId) {
-        let by = match self.inner.current.get() {
+        // Who woke it is only needed for the event log: worked out only when a sink listens.
+        self.schedule_task_by(id, || match self.inner.current.get() {
             Running::Idle => WakeSource::Outside,
             Running::Task(t) => WakeSource::Task(t),
             Running::Callback(c) => WakeSource::Callback(c),
             Running::Timer(c) => WakeSource::Timer(c),
             Running::Io(t) => WakeSource::Io(t),
             Running::Remote => WakeSource::Remote,
-        };
-        self.schedule_task(id, by);
+        });
     }
 
     /// Put `id` in the ready queue unless it is stale, finished or already queued.
     pub(crate) fn schedule_task(&self, id: TaskId, by: WakeSource) {
+        self.schedule_task_by(id, || by);
+    }
+
+    /// [`schedule_task`](Self::schedule_task), with the waker's identity computed on demand.
+    #[inline]
+    fn schedule_task_by(&self, id: TaskId, by: impl FnOnce() -> WakeSource) {
         {
             let mut tasks = self.inner.tasks.borrow_mut();
             let Some(slot) = tasks.get_mut(id.index as usize) else {
@@ -513,7 +519,7 @@ impl LoopHandle {
             }
         }
         self.inner.ready.borrow_mut().push_back(Ready::task(id));
-        self.emit_with(|| EventKind::TaskWoken { task: id, by });
+        self.emit_with(|| EventKind::TaskWoken { task: id, by: by() });
     }
 
     /// One step of a task. asyncio: `Task.__step`. The only place a task's future is polled.
@@ -561,7 +567,7 @@ impl LoopHandle {
             Some(w) => (poll_with(&w, &mut fut), Some(w)),
             None => {
                 // W4: lend a stack waker; allocate only if the poll clones it.
-                let lent = LentWaker { task: id, remote: &inner.remote, promoted: std::sync::OnceLock::new() };
+                let lent = LentWaker::new(id, self, &inner.remote);
                 let polled = with_lent_waker(&lent, |w| poll_with(w, &mut fut));
                 (polled, lent.promoted.into_inner().map(waker_for))
             }
@@ -573,19 +579,19 @@ impl LoopHandle {
     }
 
     /// The end of a step: put a pending future back, or record the outcome.
-    fn finish_step(
-        &self,
-        id: TaskId,
-        polled: std::thread::Result<Poll<()>>,
-        fut: BoxedTask,
-        owned: Option<Waker>,
-    ) {
+    fn finish_step(&self, id: TaskId, polled: std::thread::Result<Poll<()>>, fut: BoxedTask, owned: Option<Waker>) {
         let inner = &self.inner;
         match polled {
             Ok(Poll::Pending) => {
                 let mut tasks = inner.tasks.borrow_mut();
                 let slot = &mut tasks[id.index as usize];
-                slot.body = Body::Future(fut);
+                // The slot holds `Polling` (run_task put it there), which owns nothing: forget
+                // it rather than call the drop glue on every task switch.
+                if matches!(slot.body, Body::Polling) {
+                    std::mem::forget(std::mem::replace(&mut slot.body, Body::Future(fut)));
+                } else {
+                    slot.body = Body::Future(fut);
+                }
                 slot.waker = owned;
                 if slot.cancel_requested && !slot.queued {
                     // cancel() was called on ourselves while running: take effect next step.

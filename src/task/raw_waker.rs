@@ -38,6 +38,9 @@
 //! - **W4** A *lent* waker (`LENT_VTABLE`) points at a `LentWaker` on `run_task`'s stack and
 //!   exists only as a `&Waker` inside that poll: it is never dropped or woken by value, and
 //!   anything that wants to keep it must clone it, which yields an owned `VTABLE` waker.
+//! - **W5** A lent waker woken on the loop's own thread schedules through the `&LoopHandle`
+//!   of the `run_task` that lent it (alive for the whole poll); from any other thread it uses
+//!   only thread-safe parts (the inbox), never that `Rc` loop handle.
 
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
@@ -65,6 +68,7 @@ impl TaskWaker {
 
 /// Schedule `task`: locally if we are on its loop's thread while it runs, else through the
 /// inbox (which fails only if the loop is closed: then there is nothing to wake, W2).
+#[inline]
 fn schedule(task: TaskId, remote: &Arc<Remote>) {
     let done_locally = LoopHandle::with_current(|lp| {
         if lp.id() == remote.loop_id {
@@ -75,8 +79,16 @@ fn schedule(task: TaskId, remote: &Arc<Remote>) {
         }
     });
     if done_locally != Some(true) {
-        let _ = remote.send(RemoteMsg::Wake(task));
+        schedule_remote(task, remote);
     }
+}
+
+/// The other-thread half of [`schedule`], kept out of line so the local path (every
+/// `yield_now`) stays a few instructions with no registers to save.
+#[cold]
+#[inline(never)]
+fn schedule_remote(task: TaskId, remote: &Arc<Remote>) {
+    let _ = remote.send(RemoteMsg::Wake(task));
 }
 
 /// The four functions std calls through a `Waker`.
@@ -104,6 +116,10 @@ pub(crate) fn waker_for(arc: Arc<TaskWaker>) -> Waker {
 ///             Waker { data: &LentWaker, vtable: LENT_VTABLE }  ── &Waker ──► poll(cx)
 ///   cx.waker().clone() ──► promoted.get_or_init(Arc::new(TaskWaker)) ──► owned Waker (VTABLE)
 /// ```
+///
+/// A `wake_by_ref` on the loop's own thread (every `yield_now`) goes straight to `home`, the
+/// loop that is polling: no thread-local lookup. `thread` tells whether we are on that thread:
+/// it is the address of a thread-local byte, which differs between live threads.
 #[derive(Debug)]
 pub(crate) struct LentWaker<'a> {
     /// The task being polled.
@@ -112,9 +128,35 @@ pub(crate) struct LentWaker<'a> {
     pub(crate) remote: &'a Arc<Remote>,
     /// The owned waker, made at the first clone.
     pub(crate) promoted: std::sync::OnceLock<Arc<TaskWaker>>,
+    /// The loop polling the task (`run_task`'s `&self`); dereferenced only on `thread`.
+    home: *const LoopHandle,
+    /// [`thread_mark`] of the loop's thread.
+    thread: *const u8,
 }
 
-impl LentWaker<'_> {
+thread_local! {
+    /// A byte whose address names the thread (see [`LentWaker`]).
+    static THREAD_MARK: u8 = const { 0 };
+}
+
+/// This thread's mark: the address of its [`THREAD_MARK`].
+#[inline]
+fn thread_mark() -> *const u8 {
+    THREAD_MARK.with(|m| m as *const u8)
+}
+
+impl<'a> LentWaker<'a> {
+    /// The waker `run_task` lends for one poll of `task` on `home` (W4).
+    pub(crate) fn new(task: TaskId, home: &'a LoopHandle, remote: &'a Arc<Remote>) -> Self {
+        LentWaker {
+            task,
+            remote,
+            promoted: std::sync::OnceLock::new(),
+            home: home as *const LoopHandle,
+            thread: thread_mark(),
+        }
+    }
+
     /// The owned waker data, allocating it at the first call.
     fn promote(&self) -> &Arc<TaskWaker> {
         self.promoted.get_or_init(|| Arc::new(TaskWaker { task: self.task, remote: self.remote.clone() }))
@@ -130,8 +172,9 @@ pub(crate) fn with_lent_waker<R>(lent: &LentWaker<'_>, f: impl FnOnce(&Waker) ->
     // SAFETY: W4. The data pointer is a `&LentWaker` that outlives `f`, and the waker is
     // wrapped in ManuallyDrop and only lent by reference, so it is never dropped or woken by
     // value: only `lent_clone` and `lent_wake_by_ref` can be called on it, both of which only
-    // read through the pointer while `f` runs. `LentWaker` is Sync (a TaskId, a shared
-    // reference to an `Arc<Remote>`, a `OnceLock`), so calls from other threads are sound.
+    // read through the pointer while `f` runs. From another thread they use only its Sync
+    // parts (a TaskId, a shared `Arc<Remote>`, a `OnceLock`, the `thread` address compared
+    // by value); `home` (an `Rc` loop) is dereferenced only on its own thread (W5).
     let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw) });
     f(&waker)
 }
@@ -164,7 +207,15 @@ unsafe fn lent_wake(data: *const ()) {
 unsafe fn lent_wake_by_ref(data: *const ()) {
     // SAFETY: W4.
     let lent = unsafe { &*data.cast::<LentWaker<'_>>() };
-    schedule(lent.task, lent.remote);
+    if thread_mark() == lent.thread {
+        // SAFETY: W5. We are on the thread whose `run_task` built `lent` from its `&self`,
+        // and that call is still running (the lent waker lives only inside its poll), so
+        // `home` points to a live `LoopHandle` that only this thread uses.
+        let home = unsafe { &*lent.home };
+        home.wake_task(lent.task);
+    } else {
+        schedule(lent.task, lent.remote);
+    }
 }
 
 /// `drop` of a lent waker: nothing is owned.
