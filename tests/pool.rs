@@ -134,7 +134,7 @@ fn shared_sum(b: SharedBytes) -> u64 {
     b.iter().map(|&x| u64::from(x)).sum()
 }
 
-/// Tries to send a shared block back (H3: refused).
+/// Tries to send a shared block back (Z3: refused).
 fn shared_echo(b: SharedBytes) -> SharedBytes {
     b
 }
@@ -242,8 +242,8 @@ fn process_map_results_in_order() {
 }
 
 /// A `SharedBytes` argument reaches the worker through shared memory: the job holds a lease
-/// on it (H2), so the caller may drop its own handle at once; a worker cannot send one back
-/// (H3); and no descriptor is left open once the jobs are done.
+/// on it (Z2), so the caller may drop its own handle at once; a worker cannot send one back
+/// (Z3); and no descriptor is left open once the jobs are done.
 #[test]
 fn process_shared_bytes_cross_by_mapping() {
     let _g = serial();
@@ -265,9 +265,9 @@ fn process_shared_bytes_cross_by_mapping() {
     assert_eq!(chunked, (0..5).map(|i| 1000 * i).collect::<Vec<u64>>());
     match get(pool.submit::<SharedBytes, SharedBytes>("shared_echo", SharedBytes::from_slice(b"x").unwrap())) {
         Err(PoolError::Codec(e)) => assert!(e.reason.contains("only as a job's argument"), "{e}"),
-        other => panic!("H3: expected a codec error, got {other:?}"),
+        other => panic!("Z3: expected a codec error, got {other:?}"),
     }
-    assert_eq!(open_fds(), fds, "H2: every lease was released");
+    assert_eq!(open_fds(), fds, "Z2: every lease was released");
 }
 
 /// Workers are real, distinct processes, and our children.

@@ -532,7 +532,7 @@ impl<R: Codec + Send> Sink for ChunkSink<R> {
     }
 }
 
-/// An encoded call frame and the shared-memory blocks it names (H2).
+/// An encoded call frame and the shared-memory blocks it names (Z2).
 type EncodedCall = (Vec<u8>, Vec<SharedBytes>);
 
 /// One queued or in-flight job.
@@ -542,9 +542,9 @@ struct Job {
     /// The whole encoded call frame, written as is (kept so a job its dead worker never
     /// started can be requeued, P4).
     frame: Vec<u8>,
-    /// The shared-memory blocks its argument names, kept open until the job is answered (H2).
+    /// The shared-memory blocks its argument names, kept open until the job is answered (Z2).
     /// Never read: holding them is the point, and dropping the job releases them.
-    #[expect(dead_code, reason = "held for its Drop (H2)")]
+    #[expect(dead_code, reason = "held for its Drop (Z2)")]
     leases: Vec<SharedBytes>,
     /// The reply kind this call must get.
     expects: FrameKind,
@@ -828,7 +828,7 @@ impl ProcessPool {
         let mut frame = Vec::with_capacity(frame::HEADER_BYTES + 2 + name.len() + arg);
         let start = begin_frame(&mut frame, kind, id);
         put_name(&mut frame, name);
-        // H2: shared-memory blocks in the argument are leased to the job until its reply.
+        // Z2: shared-memory blocks in the argument are leased to the job until its reply.
         let ((), leases) = shm::collect_leases(|| write_arg(&mut frame));
         let r = end_frame(&mut frame, start)
             .map(|()| (frame, leases))

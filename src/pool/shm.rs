@@ -14,11 +14,11 @@
 //!  SharedBytes::from_fn(len, fill)
 //!    memfd_create, ftruncate(len)
 //!    mmap read-write, fill(&mut [u8]), munmap
-//!    seal: no write, no grow, no shrink (H1)
+//!    seal: no write, no grow, no shrink (Z1)
 //!    mmap read-only            (fd N stays open)
 //!  pool.submit("filter", img.clone())
 //!    encode: pid | fd N | inode | len  ──pipe──►  decode: open /proc/<pid>/fd/N
-//!    the job keeps a clone: a *lease* (H2)          check inode, size and seals (H1, H2)
+//!    the job keeps a clone: a *lease* (Z2)          check inode, size and seals (Z1, Z2)
 //!                                                   mmap read-only: the same pages, no copy
 //!    reply arrives ◄───────────────────────────── filter(&img) … reply
 //!    the job and its lease are dropped
@@ -32,16 +32,16 @@
 //! is writable by every process that maps it, with no synchronisation).
 //!
 //! # Invariants
-//! - **H1** The memfd behind a readable `SharedBytes` is sealed against writing, growing and
+//! - **Z1** The memfd behind a readable `SharedBytes` is sealed against writing, growing and
 //!   shrinking before it is mapped for reading, in any process: the bytes behind `&[u8]` never
 //!   change and are never truncated away (no `SIGBUS`). A worker refuses a file without
 //!   those seals.
-//! - **H2** While a job that carries a `SharedBytes` is queued or running, the job holds a
+//! - **Z2** While a job that carries a `SharedBytes` is queued or running, the job holds a
 //!   clone of it (its *lease*), so the memfd's descriptor stays open in the parent and the
 //!   worker's `open("/proc/<pid>/fd/<n>")` finds it. The worker compares the inode with the
 //!   encoded one, so a descriptor number reused by another file is an error, never a
 //!   mapping of someone else's data.
-//! - **H3** Encoded anywhere but in a job's call (`to_bytes`, a worker's reply), a
+//! - **Z3** Encoded anywhere but in a job's call (`to_bytes`, a worker's reply), a
 //!   `SharedBytes` carries fd -1 and decodes to a [`CodecError`]: shared blocks cross from
 //!   the pool to its workers only.
 
@@ -58,9 +58,9 @@ use std::sync::Arc;
 use crate::pool::codec::{Codec, CodecError, Decoder};
 use crate::pool::sys;
 
-/// The seals every readable block carries (H1).
+/// The seals every readable block carries (Z1).
 const SEALS: libc::c_int = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
-/// The seals a worker insists on before it maps a block (H1).
+/// The seals a worker insists on before it maps a block (Z1).
 const REQUIRED_SEALS: libc::c_int = libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK;
 
 /// One `mmap` of `len` bytes, unmapped on drop. `len == 0` maps nothing (mmap rejects it).
@@ -81,7 +81,7 @@ impl RawMap {
         let flags = libc::MAP_SHARED | if populate { libc::MAP_POPULATE } else { 0 };
         // SAFETY: a new mapping chosen by the kernel (address hint null), so it cannot
         // overlap any memory Rust knows about; `fd` is open and at least `len` bytes long
-        // (the callers set or checked its size, and H1's seals keep it so).
+        // (the callers set or checked its size, and Z1's seals keep it so).
         let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
@@ -105,14 +105,14 @@ impl Drop for RawMap {
 struct Block {
     /// The read-only view of the whole block.
     map: RawMap,
-    /// The memfd; open for as long as the block lives (H2).
+    /// The memfd; open for as long as the block lives (Z2).
     fd: OwnedFd,
-    /// The memfd's inode number, checked by the worker (H2).
+    /// The memfd's inode number, checked by the worker (Z2).
     ino: u64,
 }
 
 // SAFETY: a `Block` is the owner of a read-only mapping of a memfd sealed against writes and
-// resizing (H1): no process can change or remove the bytes while it exists, so sharing
+// resizing (Z1): no process can change or remove the bytes while it exists, so sharing
 // `&[u8]` views of it between threads is as safe as sharing an immutable `Box<[u8]>`. The
 // raw pointer is what makes the compiler unsure; nothing else in it is thread-bound.
 unsafe impl Send for Block {}
@@ -124,17 +124,17 @@ unsafe impl Sync for Block {}
 /// every process is gone. Read it through `Deref<Target = [u8]>`.
 /// multiprocessing: `shared_memory.SharedMemory`.
 ///
-/// Each block holds one file descriptor while it lives (H2). As a job's argument it costs
-/// 24 bytes of frame; a worker maps it read-only. It cannot be *returned* by a job (H3).
+/// Each block holds one file descriptor while it lives (Z2). As a job's argument it costs
+/// 24 bytes of frame; a worker maps it read-only. It cannot be *returned* by a job (Z3).
 #[derive(Clone)]
 pub struct SharedBytes {
-    /// The block, shared by clones (and by the leases of jobs that carry it, H2).
+    /// The block, shared by clones (and by the leases of jobs that carry it, Z2).
     block: Arc<Block>,
 }
 
 impl SharedBytes {
     /// A block of `len` bytes, filled in place by `fill` (which sees zeros), then sealed
-    /// (H1): the bytes are written once, straight into the shared pages.
+    /// (Z1): the bytes are written once, straight into the shared pages.
     pub fn from_fn(len: usize, fill: impl FnOnce(&mut [u8])) -> io::Result<SharedBytes> {
         let fd = sys::memfd_create(c"looplab-shared-bytes")?;
         sys::ftruncate(fd.as_fd(), len)?;
@@ -164,12 +164,12 @@ impl SharedBytes {
         let m = &self.block.map;
         // SAFETY: `m` maps `m.len` readable bytes (or is empty with a dangling, aligned
         // pointer) for as long as `self.block` lives, which outlives the returned borrow; the
-        // bytes never change (H1), so an immutable slice over them is sound.
+        // bytes never change (Z1), so an immutable slice over them is sound.
         unsafe { std::slice::from_raw_parts(m.ptr.as_ptr(), m.len) }
     }
 
-    /// Opens the block that process `pid` holds as descriptor `fd` (H2), checking that it is
-    /// still the same file (`ino`), of `len` bytes, sealed (H1); maps it read-only.
+    /// Opens the block that process `pid` holds as descriptor `fd` (Z2), checking that it is
+    /// still the same file (`ino`), of `len` bytes, sealed (Z1); maps it read-only.
     fn open(pid: u32, fd: i32, ino: u64, len: usize) -> io::Result<SharedBytes> {
         let file = File::open(format!("/proc/{pid}/fd/{fd}"))?;
         let meta = file.metadata()?;
@@ -215,12 +215,12 @@ impl PartialEq for SharedBytes {
 }
 
 thread_local! {
-    /// The leases of the call being encoded on this thread, if one is (H2, H3).
+    /// The leases of the call being encoded on this thread, if one is (Z2, Z3).
     static LEASES: RefCell<Option<Vec<SharedBytes>>> = const { RefCell::new(None) };
 }
 
 /// Runs `encode` with a lease collector: every `SharedBytes` it encodes is cloned into the
-/// returned list (H2), which the job keeps until its reply. The previous collector (if any)
+/// returned list (Z2), which the job keeps until its reply. The previous collector (if any)
 /// is restored afterwards, also when `encode` panics.
 pub(crate) fn collect_leases<T>(encode: impl FnOnce() -> T) -> (T, Vec<SharedBytes>) {
     /// Puts the outer collector back on drop, handing out the inner one.
@@ -243,7 +243,7 @@ impl Codec for SharedBytes {
     const NAME: &'static str = "SharedBytes";
     const MIN_BYTES: usize = 24;
 
-    /// `u32 pid | i32 fd | u64 inode | u64 len` (fd -1 outside a job's call, H3).
+    /// `u32 pid | i32 fd | u64 inode | u64 len` (fd -1 outside a job's call, Z3).
     fn encode(&self, out: &mut Vec<u8>) {
         let fd = LEASES.with(|l| match l.borrow_mut().as_mut() {
             Some(leases) => {
@@ -288,8 +288,8 @@ mod tests {
         assert_eq!(b.len(), 10_000);
         assert!(b.iter().enumerate().all(|(i, &x)| x == i as u8));
         let seals = sys::get_seals(b.block.fd.as_fd()).unwrap();
-        assert_eq!(seals & SEALS, SEALS, "H1");
-        // H1: the kernel refuses writes and resizing now.
+        assert_eq!(seals & SEALS, SEALS, "Z1");
+        // Z1: the kernel refuses writes and resizing now.
         let f = File::from(b.block.fd.try_clone().unwrap());
         assert!(f.set_len(5).is_err());
         assert!(std::io::Write::write(&mut &f, b"x").is_err());
@@ -299,7 +299,7 @@ mod tests {
     fn encoded_inside_a_call_it_maps_the_same_pages() {
         let b = SharedBytes::from_slice(b"shared pixels").unwrap();
         let (bytes, leases) = collect_leases(|| to_bytes(&b));
-        assert_eq!(leases.len(), 1, "H2: the call holds a lease");
+        assert_eq!(leases.len(), 1, "Z2: the call holds a lease");
         let c: SharedBytes = from_bytes(&bytes).unwrap();
         assert_eq!(&*c, b"shared pixels");
         assert_ne!(c.block.map.ptr, b.block.map.ptr, "a second mapping, not a copy of the pointer");
@@ -309,7 +309,7 @@ mod tests {
     fn outside_a_call_it_does_not_decode() {
         let b = SharedBytes::from_slice(b"x").unwrap();
         let e = from_bytes::<SharedBytes>(&to_bytes(&b)).unwrap_err();
-        assert!(e.reason.contains("only as a job's argument"), "H3: {e}");
+        assert!(e.reason.contains("only as a job's argument"), "Z3: {e}");
     }
 
     #[test]
@@ -317,7 +317,7 @@ mod tests {
         let b = SharedBytes::from_slice(b"gone").unwrap();
         let (bytes, leases) = collect_leases(|| to_bytes(&b));
         drop((b, leases));
-        // A new block may reuse the descriptor number: the inode check tells them apart (H2).
+        // A new block may reuse the descriptor number: the inode check tells them apart (Z2).
         let _other = SharedBytes::from_slice(b"other").unwrap();
         assert!(from_bytes::<SharedBytes>(&bytes).is_err());
     }
