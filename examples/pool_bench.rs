@@ -10,7 +10,12 @@
 //! 2. `map` with chunksize 1 sends one frame per job but keeps two jobs in
 //!    flight per worker, so pipe latency overlaps with work.
 //! 3. `map` with chunksize 1,000 sends one frame per chunk: per-job cost is
-//!    then just encoding, decoding and `x + 1`.
+//!    then just encoding, decoding and `x + 1`. Its first run is timed the way
+//!    `pool_peers.py` times CPython's: a fresh pool whose workers were started by one
+//!    submitted job before the clock starts, then the map and the sum of its results
+//!    (no more, no less). It is also timed right after the chunksize-1 map, where the
+//!    first 8 KiB allocation pays for glibc consolidating the ~200,000 small blocks
+//!    that map freed (see BENCHMARKS.md §4).
 //! 4. "on the loop" rows: the same round trip awaited from a looplab task
 //!    (`run_in_executor` / `run_in_process`), the result handed back with
 //!    `call_soon_threadsafe` (pool/bridge.rs): the loop's share of the cost.
@@ -31,9 +36,21 @@ fn report(name: &str, n: usize, t: Instant) {
     println!("{name:<34} n={n:<7} {s:>8.3} s  {:>8.3} us/job", s / n as f64 * 1e6);
 }
 
+/// The functions the workers can run (built again for each pool).
+fn registry() -> Registry {
+    Registry::new().register("inc", inc)
+}
+
+/// One timed `map` of `x + 1` over `0..n`, checked, reported.
+fn timed_map(pool: &ProcessPool, n: usize, chunksize: usize, label: &str) {
+    let t = Instant::now();
+    let sum: i64 = pool.map::<i64, i64, _>("inc", 0..n as i64, chunksize).unwrap().map(Result::unwrap).sum();
+    assert_eq!(sum, (n * (n + 1) / 2) as i64);
+    report(label, n, t);
+}
+
 fn main() {
-    let registry = Registry::new().register("inc", inc);
-    registry.run_worker_if_child(); // workers stop here; see Registry docs
+    registry().run_worker_if_child(); // workers stop here; see Registry docs
     let fast = match std::env::args().nth(1).as_deref() {
         None => false,
         Some("--fast") => true,
@@ -68,7 +85,7 @@ fn main() {
     report("thread  roundtrip on the loop", rt, t);
     drop(threads);
 
-    let procs = ProcessPool::new(2, registry).expect("process pool");
+    let procs = ProcessPool::new(2, registry()).expect("process pool");
     procs.submit::<i64, i64>("inc", 0).result().unwrap(); // warm up
     let t = Instant::now();
     for i in 0..rt as i64 {
@@ -85,12 +102,12 @@ fn main() {
     })
     .unwrap();
     report("process roundtrip on the loop", rt, t);
-    // chunksize 1000 runs twice: the first run also pays for growing the
-    // buffers of the manager and workers to chunk size (cold), the second not.
-    for (chunksize, label) in [(1, ""), (1000, " (cold)"), (1000, " (warm)")] {
-        let t = Instant::now();
-        let sum: i64 = procs.map::<i64, i64, _>("inc", 0..mp as i64, chunksize).unwrap().map(Result::unwrap).sum();
-        assert_eq!(sum, (mp * (mp + 1) / 2) as i64);
-        report(&format!("process map chunksize {chunksize}{label}"), mp, t);
-    }
+    timed_map(&procs, mp, 1, "process map chunksize 1");
+    timed_map(&procs, mp, 1000, "process map 1000 after chunksize 1");
+    drop(procs);
+    // As pool_peers.py: a fresh pool, its workers started by one job before timing.
+    let fresh = ProcessPool::new(2, registry()).expect("process pool");
+    fresh.submit::<i64, i64>("inc", 0).result().unwrap();
+    timed_map(&fresh, mp, 1000, "process map 1000 first, fresh pool");
+    timed_map(&fresh, mp, 1000, "process map 1000 repeated");
 }

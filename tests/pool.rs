@@ -19,7 +19,7 @@
 
 use looplab::pool::{
     Codec, CodecError, Decoder, Frame, FrameBuf, FrameError, FrameKind, JobFuture, PoolError, ProcessPool,
-    ProcessPoolOptions, Registry, ReturnWhen, ThreadPool, WorkerStatus, as_completed, frame, wait,
+    ProcessPoolOptions, Registry, ReturnWhen, SharedBytes, ThreadPool, WorkerStatus, as_completed, frame, wait,
 };
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -129,8 +129,20 @@ fn park_or_double((x, path): (i64, String)) -> i64 {
     x * 2
 }
 
+/// Sums a shared block's bytes in the worker (it maps the block; nothing is copied).
+fn shared_sum(b: SharedBytes) -> u64 {
+    b.iter().map(|&x| u64::from(x)).sum()
+}
+
+/// Tries to send a shared block back (Z3: refused).
+fn shared_echo(b: SharedBytes) -> SharedBytes {
+    b
+}
+
 fn registry() -> Registry {
     Registry::new()
+        .register("shared_sum", shared_sum)
+        .register("shared_echo", shared_echo)
         .register("inc", inc)
         .register("square", square)
         .register("pid", pid)
@@ -227,6 +239,35 @@ fn process_map_results_in_order() {
         assert_eq!(got, want, "chunksize {chunksize}");
     }
     assert_eq!(pool.map::<i64, i64, _>("square", Vec::new(), 3).unwrap().count(), 0);
+}
+
+/// A `SharedBytes` argument reaches the worker through shared memory: the job holds a lease
+/// on it (Z2), so the caller may drop its own handle at once; a worker cannot send one back
+/// (Z3); and no descriptor is left open once the jobs are done.
+#[test]
+fn process_shared_bytes_cross_by_mapping() {
+    let _g = serial();
+    let pool = pool(2);
+    let fds = open_fds();
+    let blocks: Vec<SharedBytes> = (0..6u32)
+        .map(|i| SharedBytes::from_fn(300_000 + i as usize, |b| b.iter_mut().for_each(|x| *x = i as u8 + 1)).unwrap())
+        .collect();
+    let want: Vec<u64> = blocks.iter().map(|b| b.len() as u64 * u64::from(b[0])).collect();
+    // The handles move into `submit` and are gone on this side before the workers open them.
+    let jobs: Vec<_> = blocks.into_iter().map(|b| pool.submit::<SharedBytes, u64>("shared_sum", b)).collect();
+    let got: Vec<u64> = jobs.into_iter().map(|f| get(f).unwrap()).collect();
+    assert_eq!(got, want);
+    let chunked: Vec<u64> = pool
+        .map("shared_sum", (0..5u8).map(|i| SharedBytes::from_slice(&[i; 1000]).unwrap()), 2)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(chunked, (0..5).map(|i| 1000 * i).collect::<Vec<u64>>());
+    match get(pool.submit::<SharedBytes, SharedBytes>("shared_echo", SharedBytes::from_slice(b"x").unwrap())) {
+        Err(PoolError::Codec(e)) => assert!(e.reason.contains("only as a job's argument"), "{e}"),
+        other => panic!("Z3: expected a codec error, got {other:?}"),
+    }
+    assert_eq!(open_fds(), fds, "Z2: every lease was released");
 }
 
 /// Workers are real, distinct processes, and our children.

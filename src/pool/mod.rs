@@ -51,6 +51,7 @@ pub(crate) mod bridge;
 pub mod codec;
 pub mod frame;
 pub mod process;
+pub mod shm;
 pub(crate) mod sys;
 pub mod thread;
 
@@ -58,6 +59,7 @@ pub use bridge::{ExecutorFuture, default_thread_pool, to_thread};
 pub use codec::{Codec, CodecError, Decoder, from_bytes, to_bytes};
 pub use frame::{Frame, FrameBuf, FrameError, FrameKind};
 pub use process::{ProcessPool, ProcessPoolOptions, Registry};
+pub use shm::SharedBytes;
 pub use thread::ThreadPool;
 
 use std::fmt;

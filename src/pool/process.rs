@@ -81,6 +81,7 @@ use crate::pool::codec::{Codec, CodecError, Decoder};
 use crate::pool::frame::{
     self, FrameBuf, FrameKind, STATUS_ERROR, STATUS_OK, STATUS_PANICKED, begin_frame, end_frame, put_name,
 };
+use crate::pool::shm::{self, SharedBytes};
 use crate::pool::sys;
 use crate::pool::{Completer, JobFuture, PoolError, WorkerStatus, job_pair, panic_message};
 use crossbeam_channel::{Receiver, Sender};
@@ -531,6 +532,9 @@ impl<R: Codec + Send> Sink for ChunkSink<R> {
     }
 }
 
+/// An encoded call frame and the shared-memory blocks it names (Z2).
+type EncodedCall = (Vec<u8>, Vec<SharedBytes>);
+
 /// One queued or in-flight job.
 struct Job {
     /// The request id in its frame, matched against the reply (P4).
@@ -538,6 +542,10 @@ struct Job {
     /// The whole encoded call frame, written as is (kept so a job its dead worker never
     /// started can be requeued, P4).
     frame: Vec<u8>,
+    /// The shared-memory blocks its argument names, kept open until the job is answered (Z2).
+    /// Never read: holding them is the point, and dropping the job releases them.
+    #[expect(dead_code, reason = "held for its Drop (Z2)")]
+    leases: Vec<SharedBytes>,
     /// The reply kind this call must get.
     expects: FrameKind,
     /// Where the result goes.
@@ -812,7 +820,7 @@ impl ProcessPool {
         name: &str,
         items: usize,
         write_arg: impl FnOnce(&mut Vec<u8>),
-    ) -> (u64, Result<Vec<u8>, PoolError>) {
+    ) -> (u64, Result<EncodedCall, PoolError>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // Sized for `items` arguments of the smallest encoding (a chunk adds its u32 count),
         // so a chunk of fixed-size items is encoded without growing the frame.
@@ -820,9 +828,10 @@ impl ProcessPool {
         let mut frame = Vec::with_capacity(frame::HEADER_BYTES + 2 + name.len() + arg);
         let start = begin_frame(&mut frame, kind, id);
         put_name(&mut frame, name);
-        write_arg(&mut frame);
+        // Z2: shared-memory blocks in the argument are leased to the job until its reply.
+        let ((), leases) = shm::collect_leases(|| write_arg(&mut frame));
         let r = end_frame(&mut frame, start)
-            .map(|()| frame)
+            .map(|()| (frame, leases))
             .map_err(|e| PoolError::Remote { message: format!("argument too big: {e}") });
         (id, r)
     }
@@ -850,11 +859,11 @@ impl ProcessPool {
             return target.finish(Err(e));
         }
         let (id, frame) = self.call_frame::<A>(FrameKind::Call, name, 1, |out| arg.encode(out));
-        let frame = match frame {
+        let (frame, leases) = match frame {
             Ok(f) => f,
             Err(e) => return target.finish(Err(e)),
         };
-        let job = Job { id, frame, expects: FrameKind::Reply, sink: Box::new(OneSink(target)) };
+        let job = Job { id, frame, leases, expects: FrameKind::Reply, sink: Box::new(OneSink(target)) };
         if let Err(jobs) = self.send(vec![job]) {
             for j in jobs {
                 j.sink.fail(PoolError::ShutDown);
@@ -913,7 +922,9 @@ impl ProcessPool {
             let (fut, done) = job_pair();
             let sink = ChunkSink { target: Target::Future(done), count: chunk.len() };
             match frame {
-                Ok(frame) => jobs.push(Job { id, frame, expects: FrameKind::ChunkReply, sink: Box::new(sink) }),
+                Ok((frame, leases)) => {
+                    jobs.push(Job { id, frame, leases, expects: FrameKind::ChunkReply, sink: Box::new(sink) })
+                }
                 Err(e) => Box::new(sink).fail(e),
             }
             chunks.push_back((fut, chunk.len()));

@@ -1,5 +1,6 @@
 //! Thin, safe wrappers over the few Linux calls the process pool needs and
-//! `std` lacks: `pipe2`, `pidfd_open`, `poll`, `waitpid`, `kill`, `prctl`.
+//! `std` lacks: `pipe2`, `pidfd_open`, `poll`, `waitpid`, `kill`, `prctl`, and for shared
+//! memory (`shm.rs`) `memfd_create`, `ftruncate` and the seal `fcntl`s.
 //!
 //! Each wrapper turns a `-1` return into `io::Error::last_os_error()` and
 //! hands out `OwnedFd`s, so a descriptor is closed exactly once, by `Drop`.
@@ -155,6 +156,37 @@ pub(crate) fn getppid() -> libc::pid_t {
 pub(crate) fn getpid() -> libc::pid_t {
     // SAFETY: getpid has no arguments and cannot fail.
     unsafe { libc::getpid() }
+}
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`: an anonymous, growable in-memory
+/// file (Y1: close-on-exec), which can later be sealed (`shm.rs`, H1).
+pub(crate) fn memfd_create(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call; the flags
+    // are constants. Returns a new fd or -1.
+    let fd = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
+    // SAFETY: Y2. A fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `ftruncate(fd, len)`: sets the size of a file (a fresh memfd reads as zeros).
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: ftruncate takes an fd that `BorrowedFd` guarantees is open and an integer.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
+    Ok(())
+}
+
+/// `fcntl(F_ADD_SEALS)`: forbids the operations in `seals` on the file for ever.
+pub(crate) fn add_seals(fd: BorrowedFd<'_>, seals: libc::c_int) -> io::Result<()> {
+    // SAFETY: F_ADD_SEALS with an int argument on an open fd only changes the file's seals.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    Ok(())
+}
+
+/// `fcntl(F_GET_SEALS)`: the seals of a file (`EINVAL` if it cannot have any).
+pub(crate) fn get_seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: F_GET_SEALS only reads the seals of an open fd.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
 }
 
 /// The protocol fds inside a worker: calls arrive on 3, replies leave on 4.
