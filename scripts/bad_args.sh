@@ -26,6 +26,7 @@ duration|memory_walkthrough --fast --durations 1e300
 --images|task4_image_processing --fast --images -1
 --images|task4_image_processing --fast --images 1000000000
 --scale|task4_image_processing --fast --scale 0
+--rounds|task4_image_processing --fast --rounds 0
 --connections|echo_server --fast --connections -1
 --connections|echo_client --fast --connections 0
 --port|echo_server --fast --port 99999

@@ -324,6 +324,7 @@ fn chapter5_with_task4_as_a_process() {
     assert_eq!(text.matches("📷 Processed: photo_004.jpg (8MB) - 160,000 pixels").count(), 3);
     assert!(text.contains("✔ all 10 checksums agree across the three methods"), "{text}");
     assert!(text.contains("effective parallelism here:"), "{text}");
+    assert!(text.contains("the filter, on one photo:"), "{text}");
     let bad = std::process::Command::new(&bin).args(["--tasks", "9"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }

@@ -542,14 +542,30 @@ struct Job {
     /// The whole encoded call frame, written as is (kept so a job its dead worker never
     /// started can be requeued, P4).
     frame: Vec<u8>,
-    /// The shared-memory blocks its argument names, kept open until the job is answered (Z2).
-    /// Never read: holding them is the point, and dropping the job releases them.
-    #[expect(dead_code, reason = "held for its Drop (Z2)")]
+    /// The shared-memory blocks its argument names, kept open until the job is answered (Z2),
+    /// and released *before* the answer is delivered, so whoever sees the result also sees
+    /// the blocks' descriptors closed (see [`Job::reply`]).
     leases: Vec<SharedBytes>,
     /// The reply kind this call must get.
     expects: FrameKind,
     /// Where the result goes.
     sink: Box<dyn Sink>,
+}
+
+impl Job {
+    /// Deliver the reply: the leases go first (Z2), then the result.
+    fn reply(self, body: &[u8]) {
+        let Job { sink, leases, .. } = self;
+        drop(leases);
+        sink.reply(body);
+    }
+
+    /// Fail the job: the leases go first (Z2), then the error.
+    fn fail(self, err: PoolError) {
+        let Job { sink, leases, .. } = self;
+        drop(leases);
+        sink.fail(err);
+    }
 }
 
 /// What callers tell the manager.
@@ -866,7 +882,7 @@ impl ProcessPool {
         let job = Job { id, frame, leases, expects: FrameKind::Reply, sink: Box::new(OneSink(target)) };
         if let Err(jobs) = self.send(vec![job]) {
             for j in jobs {
-                j.sink.fail(PoolError::ShutDown);
+                j.fail(PoolError::ShutDown);
             }
         }
     }
@@ -931,7 +947,7 @@ impl ProcessPool {
         }
         if let Err(jobs) = self.send(jobs) {
             for j in jobs {
-                j.sink.fail(PoolError::ShutDown);
+                j.fail(PoolError::ShutDown);
             }
         }
         Ok(MapResults { chunks, current: Current::Values(Vec::new().into_iter()) })
@@ -1296,7 +1312,7 @@ impl Manager {
             match msg {
                 Msg::Submit(jobs) if self.mode == Mode::Terminating => {
                     for j in jobs {
-                        j.sink.fail(PoolError::ShutDown);
+                        j.fail(PoolError::ShutDown);
                     }
                 }
                 Msg::Submit(jobs) => self.backlog.extend(jobs),
@@ -1318,7 +1334,7 @@ impl Manager {
         }
         self.mode = Mode::Terminating;
         for j in self.backlog.drain(..) {
-            j.sink.fail(PoolError::ShutDown);
+            j.fail(PoolError::ShutDown);
         }
         for w in &mut self.workers {
             w.calls = None; // end of file: the worker exits after its jobs
@@ -1346,7 +1362,7 @@ impl Manager {
                 if accepting == 0 {
                     // P6: nobody can run the backlog: fail it, don't hang.
                     for j in self.backlog.drain(..) {
-                        j.sink.fail(PoolError::Spawn { reason: e.to_string() });
+                        j.fail(PoolError::Spawn { reason: e.to_string() });
                     }
                 }
                 break;
@@ -1427,7 +1443,7 @@ impl Manager {
                 Ok(Some((frame, used))) => match w.in_flight.front() {
                     Some(job) if job.id == frame.id && job.expects == frame.kind => {
                         let job = w.in_flight.pop_front().expect("front exists");
-                        job.sink.reply(frame.body);
+                        job.reply(frame.body);
                         w.rbuf.consume(used);
                         continue;
                     }
@@ -1481,12 +1497,12 @@ impl Manager {
                 _ => "exited while running the job".to_string(),
             });
             if let Some(first) = w.in_flight.pop_front() {
-                first.sink.fail(PoolError::WorkerDied { pid: pid as u32, status, reason });
+                first.fail(PoolError::WorkerDied { pid: pid as u32, status, reason });
             }
             // P4: the others never started; they go back to the front, in order.
             while let Some(job) = w.in_flight.pop_back() {
                 if self.mode == Mode::Terminating {
-                    job.sink.fail(PoolError::ShutDown);
+                    job.fail(PoolError::ShutDown);
                 } else {
                     self.backlog.push_front(job);
                 }
@@ -1534,14 +1550,14 @@ impl Manager {
     fn terminate_now(&mut self) {
         self.mode = Mode::Terminating;
         for j in self.backlog.drain(..) {
-            j.sink.fail(PoolError::ShutDown);
+            j.fail(PoolError::ShutDown);
         }
         for mut w in self.workers.drain(..) {
             let _ = sys::kill(w.pid, libc::SIGKILL);
             let raw = sys::waitpid_blocking(w.pid).unwrap_or(0);
             let status = WorkerStatus::from_raw(raw);
             for job in w.in_flight.drain(..) {
-                job.sink.fail(PoolError::WorkerDied {
+                job.fail(PoolError::WorkerDied {
                     pid: w.pid as u32,
                     status,
                     reason: "killed: the pool's manager failed".into(),
