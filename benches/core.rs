@@ -6,6 +6,10 @@
 //! `cargo bench --bench core -- --runs 5`. Prints a markdown table of per-op medians and the
 //! ratio of looplab to the fastest peer (< 1.00 means looplab is faster).
 //!
+//! After the table, the floor of W1, W2 and W3 (PEERS.md's definitions: the same operation
+//! with no runtime at all, `mod floor` below) is measured in the same run, with looplab's
+//! ratio to it: issue 2 asks for at most 3×.
+//!
 //! W6 (bytes per parked task) runs each runtime in a fresh child process (the bench binary
 //! re-executed with `--w6-child RUNTIME`), so allocator state from other workloads does not
 //! skew the RSS delta.
@@ -155,21 +159,39 @@ fn w1_spawn_join(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64
     })
 }
 
+/// Two tasks yielding in turn. Each task's loop awaits its runtime's own `yield_now`
+/// directly (not through `Kind::yield_now`, whose dispatch would add the same wrapper future
+/// to every peer's switch and hide part of what is measured).
 fn w2_yield(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
     Box::pin(async move {
         let per = n / 2;
         let t = Instant::now();
-        let (k1, k2) = (k.clone(), k.clone());
-        let a = k.spawn(async move {
-            for _ in 0..per {
-                k1.yield_now().await;
+        let (a, b) = match &k {
+            Kind::Looplab(_) => {
+                let body = move || async move {
+                    for _ in 0..per {
+                        looplab::yield_now().await;
+                    }
+                };
+                (k.spawn(body()), k.spawn(body()))
             }
-        });
-        let b = k.spawn(async move {
-            for _ in 0..per {
-                k2.yield_now().await;
+            Kind::Tokio => {
+                let body = move || async move {
+                    for _ in 0..per {
+                        tokio::task::yield_now().await;
+                    }
+                };
+                (k.spawn(body()), k.spawn(body()))
             }
-        });
+            Kind::Smol(_) => {
+                let body = move || async move {
+                    for _ in 0..per {
+                        futures_lite::future::yield_now().await;
+                    }
+                };
+                (k.spawn(body()), k.spawn(body()))
+            }
+        };
         a.join().await;
         b.join().await;
         t.elapsed().as_secs_f64()
@@ -416,6 +438,7 @@ fn main() {
         }),
     ];
 
+    let mut looplab_med: Vec<(&str, f64)> = Vec::new();
     println!("| workload (unit) | {} | looplab / fastest peer |", RUNTIMES.join(" | "));
     println!("|---|{}---:|", "---:|".repeat(RUNTIMES.len()));
     for (name, unit, n, work) in &workloads {
@@ -437,10 +460,162 @@ fn main() {
         }
         let med: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
         print_row(name, unit, &med);
+        looplab_med.push((name, med[0]));
+    }
+    // The floor, in this run, for the three workloads issue 2 measures against it.
+    /// (workload it is the floor of, row label, the floor, n)
+    type Floor = (&'static str, &'static str, fn(usize) -> f64, usize);
+    let floors: [Floor; 4] = [
+        ("w1_spawn_join", "w1_spawn_join", floor::spawn_poll, 1_000_000),
+        ("w2_yield", "w2_yield", floor::switch, 1_000_000),
+        ("w3_callbacks", "w3_callbacks (no-op closures, as W3's)", floor::callbacks, 1_000_000),
+        ("w3_callbacks", "w3_callbacks (closures capturing an Rc)", floor::callbacks_capturing, 1_000_000),
+    ];
+    let mut printed_header = false;
+    for (workload, name, f, n) in floors {
+        let Some(&(_, ours)) = looplab_med.iter().find(|(w, _)| *w == workload) else { continue };
+        let mut s: Vec<f64> = (0..runs).map(|_| f(n)).collect();
+        let fl = median(&mut s);
+        if !printed_header {
+            println!(
+                "\n| floor (no runtime, PEERS.md's definitions, this run) | floor ns/op | looplab ns/op | looplab / floor |"
+            );
+            println!("|---|---:|---:|---:|");
+            printed_header = true;
+        }
+        println!("| {name} | {fl:.1} | {ours:.1} | {:.2} |", ours / fl);
     }
     if want("w6_parked_mem") {
         let med: Vec<f64> = RUNTIMES.iter().map(|rt| w6(rt)).collect();
         print_row("w6_parked_mem", "bytes/task", &med);
+    }
+}
+
+// ------------------------------------------------------------------ the floor
+
+/// PEERS.md's floor, measured in this run on this machine: what the hardware allows for the
+/// three operations issue 2 compares with it, with no runtime at all. Each is the shape of
+/// its workload with everything else taken away.
+mod floor {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::Instant;
+
+    type BoxFut = Pin<Box<dyn Future<Output = usize>>>;
+
+    /// W1's floor: "trivial future polled from a slab through a queue of indices, no-op
+    /// waker". All `n` are spawned (boxed into a slab, index queued) before any is polled, as
+    /// in W1, so the same number of futures is alive at once; then each is polled once, its
+    /// output summed and its slot freed. Returns ns per task.
+    pub fn spawn_poll(n: usize) -> f64 {
+        let t = Instant::now();
+        let mut slab: slab::Slab<BoxFut> = slab::Slab::new();
+        let mut queue = VecDeque::new();
+        for i in 0..n {
+            queue.push_back(slab.insert(Box::pin(async move { i })));
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut sum = 0;
+        while let Some(k) = queue.pop_front() {
+            if let Poll::Ready(v) = slab[k].as_mut().poll(&mut cx) {
+                sum += v;
+                drop(slab.remove(k));
+            }
+        }
+        assert_eq!(sum, n * (n - 1) / 2);
+        t.elapsed().as_secs_f64() * 1e9 / n as f64
+    }
+
+    thread_local! {
+        static QUEUE: RefCell<VecDeque<usize>> = const { RefCell::new(VecDeque::new()) };
+    }
+
+    /// A real waker that re-queues its task's index.
+    struct Requeue(usize);
+    impl Wake for Requeue {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            QUEUE.with(|q| q.borrow_mut().push_back(self.0));
+        }
+    }
+
+    /// Returns `Pending` once after waking itself.
+    struct YieldOnce(bool);
+    impl Future for YieldOnce {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                return Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    /// W2's floor: "one task switch with a real waker that re-queues the task index": two
+    /// tasks in a slab, each yielding `n / 2` times. Returns ns per switch.
+    pub fn switch(n: usize) -> f64 {
+        let per = n / 2;
+        type Unit = Pin<Box<dyn Future<Output = ()>>>;
+        let mut tasks: Vec<(Unit, Waker)> = (0..2)
+            .map(|i| {
+                let fut: Unit = Box::pin(async move {
+                    for _ in 0..per {
+                        YieldOnce(false).await;
+                    }
+                });
+                (fut, Waker::from(Arc::new(Requeue(i))))
+            })
+            .collect();
+        let t = Instant::now();
+        QUEUE.with(|q| q.borrow_mut().extend([0, 1]));
+        while let Some(i) = QUEUE.with(|q| q.borrow_mut().pop_front()) {
+            let (fut, waker) = &mut tasks[i];
+            let _ = fut.as_mut().poll(&mut Context::from_waker(waker));
+        }
+        t.elapsed().as_secs_f64() * 1e9 / n as f64
+    }
+
+    /// W3's floor: "boxed closure pushed through a `VecDeque` and called (1M queued)". The
+    /// closures are no-ops, as W3's are (a capture-less closure boxes without allocating).
+    /// Returns ns per callback.
+    pub fn callbacks(n: usize) -> f64 {
+        let t = Instant::now();
+        let mut q: VecDeque<Box<dyn FnOnce()>> = VecDeque::new();
+        for _ in 0..n {
+            q.push_back(Box::new(|| {}));
+        }
+        let mut called = 0;
+        while let Some(f) = q.pop_front() {
+            f();
+            called += 1;
+        }
+        assert_eq!(called, n);
+        t.elapsed().as_secs_f64() * 1e9 / n as f64
+    }
+
+    /// The same with closures that capture an `Rc` (so each box allocates): this reproduces
+    /// PEERS.md's 38–50 ns figure for its floor, which the no-op version does not.
+    pub fn callbacks_capturing(n: usize) -> f64 {
+        let t = Instant::now();
+        let count = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let mut q: VecDeque<Box<dyn FnOnce()>> = VecDeque::new();
+        for _ in 0..n {
+            let c = count.clone();
+            q.push_back(Box::new(move || c.set(c.get() + 1)));
+        }
+        while let Some(f) = q.pop_front() {
+            f();
+        }
+        assert_eq!(count.get(), n);
+        t.elapsed().as_secs_f64() * 1e9 / n as f64
     }
 }
 

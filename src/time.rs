@@ -147,8 +147,7 @@ impl Sleep {
             Some(task) => CallbackFn::WakeTask(task),
             None => CallbackFn::Wake(cx.waker().clone()),
         };
-        let handle = lp.call_at_ns(when, f);
-        match handle.id() {
+        match lp.schedule_timer(when, f) {
             Some(timer) => {
                 self.state = SleepState::Waiting { lp, timer };
                 Poll::Pending

@@ -516,14 +516,26 @@ impl LoopHandle {
 
     /// Schedule a callback at `when` ns (the one path every timer takes).
     pub(crate) fn call_at_ns(&self, when: Nanos, f: CallbackFn) -> TimerHandle {
+        match self.schedule_timer(when, f) {
+            Some(id) => TimerHandle::new(self.clone(), id, when),
+            None => TimerHandle::dead(self.clone(), when),
+        }
+    }
+
+    /// Schedule `f` at `when`; its id, or `None` (and a report) if the loop is closed. What
+    /// `call_at` does without building a handle (`sleep` keeps only the id).
+    pub(crate) fn schedule_timer(&self, when: Nanos, f: CallbackFn) -> Option<CallbackId> {
         if self.inner.closed.get() {
             self.report("call_at: event loop is closed: callback dropped");
-            return TimerHandle::dead(self.clone(), when);
+            return None;
         }
         let seq = self.next_seq();
-        let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: NO_TIMER }) as u32;
+        let mut cbs = self.inner.callbacks.borrow_mut();
+        let entry = cbs.vacant_entry();
+        let index = entry.key() as u32;
         let key = self.inner.timers.borrow_mut().queue_mut().insert(when, seq, index);
-        self.inner.callbacks.borrow_mut()[index as usize].timer = key.index_hint();
+        entry.insert(CallbackSlot { seq, f, timer: key.index_hint() });
+        drop(cbs);
         let id = CallbackId { index, seq };
         if self.inner.tracer.on() {
             let placement = self.inner.timers.borrow().queue().placement(key);
@@ -531,7 +543,7 @@ impl LoopHandle {
                 self.emit(EventKind::TimerScheduled { id, deadline: when, placement });
             }
         }
-        TimerHandle::new(self.clone(), id, when)
+        Some(id)
     }
 
     /// Cancel a callback or timer (E4). True if it was still pending.
