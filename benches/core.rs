@@ -485,6 +485,19 @@ fn main() {
         }
         println!("| {name} | {fl:.1} | {ours:.1} | {:.2} |", ours / fl);
     }
+    if want("w4_queue") {
+        let (mut wheel, mut heap) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            wheel.push(timer_queue(&mut looplab::timer::TimerWheel::new(), &ds_timers));
+            heap.push(timer_queue(&mut looplab::timer::TimerHeap::new(looplab::timer::TieOrder::Fifo), &ds_timers));
+        }
+        let (w, h) = (median(&mut wheel), median(&mut heap));
+        println!(
+            "\n| timer queues alone: 200k timers inserted, expired 1 ms at a time | wheel | heap | wheel / heap |"
+        );
+        println!("|---|---:|---:|---:|");
+        println!("| w4_queue (ns/timer) | {w:.0} | {h:.0} | {:.2} |", w / h);
+    }
     if want("w6_parked_mem") {
         let med: Vec<f64> = RUNTIMES.iter().map(|rt| w6(rt)).collect();
         print_row("w6_parked_mem", "bytes/task", &med);
@@ -617,6 +630,30 @@ mod floor {
         assert_eq!(count.get(), n);
         t.elapsed().as_secs_f64() * 1e9 / n as f64
     }
+}
+
+// ------------------------------------------------------------------ the timer queues alone
+
+/// The two timer backends with nothing around them: `n` timers inserted at random deadlines
+/// (0–200 ms, W4's durations), then expired by a clock that advances 1 ms at a time, as a loop
+/// woken every millisecond would. Returns ns per timer (insert + expire). W4's wall-clock
+/// overhead is mostly spawning and first polls, so this is where the backends' own cost shows.
+fn timer_queue(queue: &mut dyn looplab::timer::TimerQueue<u32>, ds: &[Duration]) -> f64 {
+    let t = Instant::now();
+    for (i, d) in ds.iter().enumerate() {
+        queue.insert(d.as_nanos() as u64, i as u64 + 1, i as u32);
+    }
+    let mut out = Vec::new();
+    let mut fired = 0;
+    let mut now = 0;
+    while !queue.is_empty() {
+        now += 1_000_000;
+        queue.expire(now, &mut out);
+        fired += out.len();
+        out.clear();
+    }
+    assert_eq!(fired, ds.len());
+    t.elapsed().as_secs_f64() * 1e9 / ds.len() as f64
 }
 
 fn print_row(name: &str, unit: &str, med: &[f64]) {
