@@ -278,6 +278,7 @@ mod tests {
     use crate::pool::codec::{from_bytes, to_bytes};
 
     #[test]
+    #[cfg_attr(miri, ignore = "memfd_create and mmap are foreign functions Miri cannot run")]
     fn a_block_holds_what_was_written_and_is_sealed() {
         let b = SharedBytes::from_fn(10_000, |buf| {
             for (i, x) in buf.iter_mut().enumerate() {
@@ -296,6 +297,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "memfd_create and mmap are foreign functions Miri cannot run")]
     fn encoded_inside_a_call_it_maps_the_same_pages() {
         let b = SharedBytes::from_slice(b"shared pixels").unwrap();
         let (bytes, leases) = collect_leases(|| to_bytes(&b));
@@ -306,6 +308,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "memfd_create and mmap are foreign functions Miri cannot run")]
     fn outside_a_call_it_does_not_decode() {
         let b = SharedBytes::from_slice(b"x").unwrap();
         let e = from_bytes::<SharedBytes>(&to_bytes(&b)).unwrap_err();
@@ -313,6 +316,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "memfd_create and mmap are foreign functions Miri cannot run")]
     fn a_dropped_block_is_not_found_again() {
         let b = SharedBytes::from_slice(b"gone").unwrap();
         let (bytes, leases) = collect_leases(|| to_bytes(&b));
@@ -323,6 +327,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "memfd_create and mmap are foreign functions Miri cannot run")]
     fn empty_blocks_work() {
         let b = SharedBytes::from_slice(&[]).unwrap();
         let (bytes, _leases) = collect_leases(|| to_bytes(&b));
