@@ -207,8 +207,8 @@ impl LoopHandle {
         let running = match inner.current.get() {
             Running::Idle => RunningNow::Idle,
             Running::Task(id) => RunningNow::Task { id, name: self.task_name(id).unwrap_or_default() },
-            Running::Callback(c) => RunningNow::Callback(c),
-            Running::Timer(c) => RunningNow::Timer(c),
+            Running::Callback { index, seq } => RunningNow::Callback(CallbackId { index, seq }),
+            Running::Timer { index, seq } => RunningNow::Timer(CallbackId { index, seq }),
             Running::Io(t) => RunningNow::Io(t),
             Running::Remote => RunningNow::Remote,
         };

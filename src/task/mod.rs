@@ -59,7 +59,7 @@ use crate::error::{Error, PanicError, panic_message};
 use crate::events::{CallbackFn, LoopHandle, Ready, Running};
 use crate::future::{DoneCallbacks, Watcher};
 
-use crate::trace::{EventKind, Outcome, WakeSource};
+use crate::trace::{CallbackId, EventKind, Outcome, WakeSource};
 use boxed::{TaskCell, TaskFuture};
 use raw_waker::{LentWaker, waker_for, with_lent_waker};
 
@@ -490,8 +490,8 @@ impl LoopHandle {
         self.schedule_task_by(id, || match self.inner.current.get() {
             Running::Idle => WakeSource::Outside,
             Running::Task(t) => WakeSource::Task(t),
-            Running::Callback(c) => WakeSource::Callback(c),
-            Running::Timer(c) => WakeSource::Timer(c),
+            Running::Callback { index, seq } => WakeSource::Callback(CallbackId { index, seq }),
+            Running::Timer { index, seq } => WakeSource::Timer(CallbackId { index, seq }),
             Running::Io(t) => WakeSource::Io(t),
             Running::Remote => WakeSource::Remote,
         });
