@@ -155,7 +155,10 @@ impl ReadyQueue {
     fn grow(&mut self) {
         let cap = self.buf.len() * 2;
         let mut buf = Vec::with_capacity(cap);
-        buf.extend(self.iter());
+        // Called when full, so the live entries are the two runs `head..` and `..head`:
+        // two straight copies, oldest first.
+        buf.extend_from_slice(&self.buf[self.head..]);
+        buf.extend_from_slice(&self.buf[..self.head]);
         buf.resize(cap, Ready::UNUSED);
         self.buf = buf;
         self.head = 0;

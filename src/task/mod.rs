@@ -447,10 +447,13 @@ impl LoopHandle {
             let mut tasks = inner.tasks.borrow_mut();
             let entry = tasks.vacant_entry();
             let id = TaskId { index: entry.key() as u32, generation };
+            // Born READY and queued (edge 1 of the state machine, done here in one write of
+            // the slot rather than a second lookup); a closed loop's task stays CREATED
+            // until it is finished as cancelled below.
             entry.insert(TaskSlot {
                 id,
-                state: TaskState::Created,
-                queued: false,
+                state: if closed { TaskState::Created } else { TaskState::Ready },
+                queued: !closed,
                 cancel_requested: false,
                 handle_alive: true,
                 polls: 0,
@@ -479,7 +482,9 @@ impl LoopHandle {
                 TaskState::Cancelled,
             );
         } else {
-            self.schedule_task(id, WakeSource::Spawn);
+            // What `schedule_task` does, minus the checks a fresh slot passes by construction.
+            inner.ready.borrow_mut().push_back(Ready::task(id));
+            self.emit_with(|| EventKind::TaskWoken { task: id, by: WakeSource::Spawn });
         }
         Task { lp: self.clone(), id, _output: PhantomData }
     }
