@@ -7,8 +7,8 @@
 //! ratio of looplab to the fastest peer (< 1.00 means looplab is faster).
 //!
 //! After the table, the floor of W1, W2 and W3 (PEERS.md's definitions: the same operation
-//! with no runtime at all, `mod floor` below) is measured in the same run, with looplab's
-//! ratio to it: issue 2 asks for at most 3×.
+//! with no runtime at all, `mod floor` below) is measured in the same rounds, interleaved
+//! with the runtimes, with looplab's ratio to it: issue 2 asks for at most 3×.
 //!
 //! W6 (bytes per parked task) runs each runtime in a fresh child process (the bench binary
 //! re-executed with `--w6-child RUNTIME`), so allocator state from other workloads does not
@@ -438,16 +438,28 @@ fn main() {
         }),
     ];
 
-    let mut looplab_med: Vec<(&str, f64)> = Vec::new();
     println!("| workload (unit) | {} | looplab / fastest peer |", RUNTIMES.join(" | "));
     println!("|---|{}---:|", "---:|".repeat(RUNTIMES.len()));
+    // PEERS.md's floor for three workloads (`mod floor`): (workload, row label, the floor).
+    /// (workload it is the floor of, row label, the floor)
+    type Floor = (&'static str, &'static str, fn(usize) -> f64);
+    let floors: [Floor; 4] = [
+        ("w1_spawn_join", "w1_spawn_join", floor::spawn_poll),
+        ("w2_yield", "w2_yield", floor::switch),
+        ("w3_callbacks", "w3_callbacks (no-op closures, as W3's)", floor::callbacks),
+        ("w3_callbacks", "w3_callbacks (closures capturing an Rc)", floor::callbacks_capturing),
+    ];
+    let mut floor_rows: Vec<(&str, f64, f64)> = Vec::new();
     for (name, unit, n, work) in &workloads {
         if !want(name) {
             continue;
         }
+        let mine: Vec<&Floor> = floors.iter().filter(|f| f.0 == *name).collect();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); RUNTIMES.len()];
+        let mut floor_samples: Vec<Vec<f64>> = vec![Vec::new(); mine.len()];
         for _ in 0..runs {
-            // Interleaved: one run of each runtime per round, so drift hits all alike.
+            // Interleaved: one run of each runtime (and of the floor) per round, so drift
+            // hits all alike.
             for (i, rt) in RUNTIMES.iter().enumerate() {
                 if only.as_deref().is_some_and(|o| o != *rt) {
                     samples[i].push(f64::NAN);
@@ -457,33 +469,24 @@ fn main() {
                 let secs = if *name == "w4_timers" { (secs - max_sleep).max(0.0) } else { secs };
                 samples[i].push(secs * 1e9 / *n as f64);
             }
+            for (j, f) in mine.iter().enumerate() {
+                floor_samples[j].push((f.2)(*n));
+            }
         }
         let med: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
         print_row(name, unit, &med);
-        looplab_med.push((name, med[0]));
-    }
-    // The floor, in this run, for the three workloads issue 2 measures against it.
-    /// (workload it is the floor of, row label, the floor, n)
-    type Floor = (&'static str, &'static str, fn(usize) -> f64, usize);
-    let floors: [Floor; 4] = [
-        ("w1_spawn_join", "w1_spawn_join", floor::spawn_poll, 1_000_000),
-        ("w2_yield", "w2_yield", floor::switch, 1_000_000),
-        ("w3_callbacks", "w3_callbacks (no-op closures, as W3's)", floor::callbacks, 1_000_000),
-        ("w3_callbacks", "w3_callbacks (closures capturing an Rc)", floor::callbacks_capturing, 1_000_000),
-    ];
-    let mut printed_header = false;
-    for (workload, name, f, n) in floors {
-        let Some(&(_, ours)) = looplab_med.iter().find(|(w, _)| *w == workload) else { continue };
-        let mut s: Vec<f64> = (0..runs).map(|_| f(n)).collect();
-        let fl = median(&mut s);
-        if !printed_header {
-            println!(
-                "\n| floor (no runtime, PEERS.md's definitions, this run) | floor ns/op | looplab ns/op | looplab / floor |"
-            );
-            println!("|---|---:|---:|---:|");
-            printed_header = true;
+        for (j, f) in mine.iter().enumerate() {
+            floor_rows.push((f.1, median(&mut floor_samples[j]), med[0]));
         }
-        println!("| {name} | {fl:.1} | {ours:.1} | {:.2} |", ours / fl);
+    }
+    if !floor_rows.is_empty() {
+        println!(
+            "\n| floor (no runtime, PEERS.md's definitions, interleaved with the runs above) | floor ns/op | looplab ns/op | looplab / floor |"
+        );
+        println!("|---|---:|---:|---:|");
+        for (label, fl, ours) in floor_rows {
+            println!("| {label} | {fl:.1} | {ours:.1} | {:.2} |", ours / fl);
+        }
     }
     if want("w4_queue") {
         let (mut wheel, mut heap) = (Vec::new(), Vec::new());
