@@ -442,26 +442,27 @@ fn sequential(images: &[Image], out: Option<&Out>) -> (f64, Vec<u64>) {
     (t_seq, sums)
 }
 
-/// Method 2: the thread pool; each image's completion is printed by its own task.
-async fn thread_pool(
+/// Methods 2 and 3: submit one pool job per image, then await each by its own task, so that
+/// each image is printed as it completes (completion order, not submission order). Returns
+/// the time and the checksums in image order. `label` names the method in the output.
+async fn on_pool<J, E>(
     lp: &LoopHandle,
-    pool: &Rc<ThreadPool>,
     images: &[Image],
-    workers: usize,
     out: Option<&Out>,
-) -> Result<(f64, Vec<u64>), String> {
+    (title, detail, label): (String, String, &str),
+    submit: impl Fn(&Image) -> J,
+) -> Result<(f64, Vec<u64>), String>
+where
+    J: std::future::Future<Output = Result<(u64, u64), E>> + 'static,
+    E: std::fmt::Display,
+{
     if let Some(out) = out {
-        section(
-            out,
-            &format!("🧵 METHOD 2: THREAD POOL EXECUTION ({workers} workers)"),
-            &format!("Like having {workers} editors working on images simultaneously"),
-        );
+        section(out, &title, &detail);
     }
     let t = Instant::now();
     let mut waiters = Vec::new();
     for img in images {
-        let px = img.pixels.clone(); // a reference count, not the pixels
-        let job = lp.run_in_executor(pool, move || filter(&px));
+        let job = submit(img);
         let (name, mb, out) = (img.name.clone(), img.mb, out.cloned());
         waiters.push(lp.spawn(async move {
             let (sum, n) = job.await.map_err(|e| format!("{name}: {e}"))?;
@@ -475,11 +476,28 @@ async fn thread_pool(
     for w in waiters {
         sums.push(w.await.map_err(|e| e.to_string())??);
     }
-    let t_thr = t.elapsed().as_secs_f64();
+    let elapsed = t.elapsed().as_secs_f64();
     if let Some(out) = out {
-        writeln!(out, "\n⏱  Thread Pool Execution Time: {t_thr:.2} seconds");
+        writeln!(out, "\n⏱  {label} Execution Time: {elapsed:.2} seconds");
     }
-    Ok((t_thr, sums))
+    Ok((elapsed, sums))
+}
+
+/// Method 2: the thread pool (the threads read the blocks through this process's mapping).
+async fn thread_pool(
+    lp: &LoopHandle,
+    pool: &Rc<ThreadPool>,
+    images: &[Image],
+    workers: usize,
+    out: Option<&Out>,
+) -> Result<(f64, Vec<u64>), String> {
+    let title = format!("🧵 METHOD 2: THREAD POOL EXECUTION ({workers} workers)");
+    let detail = format!("Like having {workers} editors working on images simultaneously");
+    on_pool(lp, images, out, (title, detail, "Thread Pool"), |img| {
+        let px = img.pixels.clone(); // a reference count, not the pixels
+        lp.run_in_executor(pool, move || filter(&px))
+    })
+    .await
 }
 
 /// Method 3: the process pool; a reference to each block crosses the pipe, the worker maps it.
@@ -490,33 +508,10 @@ async fn process_pool(
     workers: usize,
     out: Option<&Out>,
 ) -> Result<(f64, Vec<u64>), String> {
-    if let Some(out) = out {
-        section(
-            out,
-            &format!("⚙  METHOD 3: PROCESS POOL EXECUTION ({workers} workers)"),
-            &format!("Like having {workers} separate computers processing images"),
-        );
-    }
-    let t = Instant::now();
-    let mut waiters = Vec::new();
-    for img in images {
-        let job = lp.run_in_process::<SharedBytes, (u64, u64)>(pool, "filter", img.pixels.clone());
-        let (name, mb, out) = (img.name.clone(), img.mb, out.cloned());
-        waiters.push(lp.spawn(async move {
-            let (sum, n) = job.await.map_err(|e| format!("{name}: {e}"))?;
-            if let Some(out) = &out {
-                processed(out, &name, mb, n);
-            }
-            Ok::<u64, String>(sum)
-        }));
-    }
-    let mut sums = Vec::new();
-    for w in waiters {
-        sums.push(w.await.map_err(|e| e.to_string())??);
-    }
-    let t_proc = t.elapsed().as_secs_f64();
-    if let Some(out) = out {
-        writeln!(out, "\n⏱  Process Pool Execution Time: {t_proc:.2} seconds");
-    }
-    Ok((t_proc, sums))
+    let title = format!("⚙  METHOD 3: PROCESS POOL EXECUTION ({workers} workers)");
+    let detail = format!("Like having {workers} separate computers processing images");
+    on_pool(lp, images, out, (title, detail, "Process Pool"), |img| {
+        lp.run_in_process::<SharedBytes, (u64, u64)>(pool, "filter", img.pixels.clone())
+    })
+    .await
 }
