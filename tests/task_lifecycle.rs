@@ -754,3 +754,33 @@ fn error_read_by_a_done_callback_is_retrieved() {
     assert!(reports.take().is_empty());
     assert_eq!(lp.task_state(id), None, "slot freed after its callbacks");
 }
+
+/// K5: a task whose last step wakes it and then returns (a Rust future may: a combinator
+/// that yields in one branch and completes in another) keeps its result, and its stale
+/// ready-queue entry runs nothing. Also when that last step panics. asyncio has no
+/// counterpart (its wake-ups are done-callbacks of awaited futures, and `__step` refuses a
+/// done task), so this is looplab's own rule.
+#[test]
+fn self_wake_in_the_last_step_keeps_the_outcome() {
+    let (lp, _log) = virtual_loop();
+    let out = lp
+        .run_until_complete(async {
+            let lp = get_running_loop().unwrap();
+            let ok = lp.spawn(std::future::poll_fn(|cx| {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Ready(5)
+            }));
+            let bad = lp.spawn(std::future::poll_fn(|cx| -> std::task::Poll<u8> {
+                cx.waker().wake_by_ref();
+                panic!("after waking itself")
+            }));
+            // Let both finish and their stale entries come up before anyone awaits.
+            yield_now().await;
+            yield_now().await;
+            yield_now().await;
+            (ok.await, bad.await)
+        })
+        .unwrap();
+    assert_eq!(out.0.unwrap(), 5);
+    assert!(matches!(out.1, Err(Error::Panicked(ref p)) if p.message == "after waking itself"), "{:?}", out.1);
+}

@@ -43,6 +43,9 @@
 //! - **K4** A panic inside a task is caught; the task becomes FAILED with the panic message
 //!   and the loop goes on. If nobody ever reads that error it is reported when the task is
 //!   forgotten ("exception was never retrieved").
+//! - **K5** A task that wakes itself and then finishes in the same step keeps its outcome:
+//!   the wake-up's entry in the ready queue is stale and runs nothing (a bug, found this way,
+//!   once dropped the output and left the awaiting task waiting forever).
 
 mod boxed;
 pub(crate) mod raw_waker;
@@ -541,6 +544,11 @@ impl LoopHandle {
                 return;
             }
             slot.queued = false;
+            if !matches!(slot.body, Body::Future(_)) {
+                // A stale entry: the task woke itself and then finished in the same step
+                // (finish_task also clears `queued`). Its outcome stays where it is (K5).
+                return;
+            }
             slot.waiting_on = NO_TASK;
             let Body::Future(fut) = std::mem::replace(&mut slot.body, Body::Polling) else {
                 return;
@@ -650,6 +658,7 @@ impl LoopHandle {
             let mut tasks = self.inner.tasks.borrow_mut();
             let slot = &mut tasks[id.index as usize];
             slot.state = state;
+            slot.queued = false; // a finished task has no step left to run (K5)
             slot.body = body;
             slot.waker = None;
             (std::mem::take(&mut slot.watchers), !slot.handle_alive)
