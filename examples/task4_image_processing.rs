@@ -28,7 +28,9 @@
 //!
 //! The machine is noisy, so after the first round (which prints every image, as in the
 //! material) the three methods run `--rounds` more times, each after a fresh capacity check,
-//! and the summary gives medians.
+//! and the summary gives medians. Each round also runs the same work on 5 bare threads (no
+//! pool, no loop): that baseline separates what the pools' own machinery costs from what the
+//! machine gives five workers.
 //!
 //! Run: `cargo run --release --example task4_image_processing` (about 10 s), or `-- --fast`
 //! (a 2 % scale and one round, for CI). Options: `--images N` (10), `--workers N` (5),
@@ -291,6 +293,9 @@ struct Round {
     t_seq: f64,
     t_thr: f64,
     t_proc: f64,
+    /// The same work on `workers` bare threads (no pool, no loop): the baseline that shows
+    /// what the pools' own machinery costs.
+    t_bare: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -364,11 +369,12 @@ async fn compare(lp: LoopHandle, o: Opts, out: Out) -> Result<(), String> {
         let (t_seq, sums) = sequential(&images, show);
         let (t_thr, thr_sums) = thread_pool(&lp, &pool_thr, &images, o.workers, show).await?;
         let (t_proc, proc_sums) = process_pool(&lp, &pool_proc, &images, o.workers, show).await?;
-        if thr_sums != sums || proc_sums != sums || (r > 0 && sums != seq_sums) {
+        let (t_bare, bare_sums) = bare_threads(&images, o.workers);
+        if thr_sums != sums || proc_sums != sums || bare_sums != sums || (r > 0 && sums != seq_sums) {
             return Err("checksums differ between methods: a pool returned a wrong result".into());
         }
         seq_sums = sums;
-        rounds.push(Round { capacity, t_seq, t_thr, t_proc });
+        rounds.push(Round { capacity, t_seq, t_thr, t_proc, t_bare });
         if r == 0 && o.rounds > 1 {
             writeln!(out, "\n🔁 {} more rounds (capacity, then the three methods), for medians...", o.rounds - 1);
         }
@@ -389,6 +395,13 @@ async fn compare(lp: LoopHandle, o: Opts, out: Out) -> Result<(), String> {
     writeln!(out, "    Sequential:    {t_seq:.2} seconds");
     writeln!(out, "    Thread Pool:   {t_thr:.2} seconds");
     writeln!(out, "    Process Pool:  {t_proc:.2} seconds");
+    let (t_bare, s_bare) = (med(|r| r.t_bare), med(|r| r.t_seq / r.t_bare));
+    writeln!(
+        out,
+        "    ({} bare threads, no pool: {t_bare:.2} seconds, {s_bare:.2}x: {:.0}% of the capacity)",
+        o.workers,
+        100.0 * s_bare / capacity
+    );
     writeln!(out, "{}", "-".repeat(70));
     writeln!(
         out,
@@ -440,6 +453,34 @@ fn sequential(images: &[Image], out: Option<&Out>) -> (f64, Vec<u64>) {
         writeln!(out, "\n⏱  Sequential Execution Time: {t_seq:.2} seconds");
     }
     (t_seq, sums)
+}
+
+/// The baseline: `workers` plain threads taking the images from a shared counter, no pool,
+/// no loop, no messages. Not printed per image; it shows how much of a pool's distance from
+/// the capacity is the pool's own doing.
+fn bare_threads(images: &[Image], workers: usize) -> (f64, Vec<u64>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let t = Instant::now();
+    let mut sums: Vec<(usize, u64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(img) = images.get(i) else { break };
+                        mine.push((i, filter(&img.pixels).0));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let elapsed = t.elapsed().as_secs_f64();
+    sums.sort_unstable();
+    (elapsed, sums.into_iter().map(|(_, sum)| sum).collect())
 }
 
 /// Methods 2 and 3: submit one pool job per image, then await each by its own task, so that
