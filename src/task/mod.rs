@@ -544,15 +544,15 @@ impl LoopHandle {
                 return;
             }
             slot.queued = false;
-            if !matches!(slot.body, Body::Future(_)) {
-                // A stale entry: the task woke itself and then finished in the same step
-                // (finish_task also clears `queued`). Its outcome stays where it is (K5).
-                return;
-            }
-            slot.waiting_on = NO_TASK;
-            let Body::Future(fut) = std::mem::replace(&mut slot.body, Body::Polling) else {
-                return;
+            let fut = match std::mem::replace(&mut slot.body, Body::Polling) {
+                Body::Future(fut) => fut,
+                other => {
+                    // No future to poll (finished): put the outcome back untouched (K5).
+                    slot.body = other;
+                    return;
+                }
             };
+            slot.waiting_on = NO_TASK;
             if !slot.cancel_requested {
                 slot.state = TaskState::Running;
                 slot.polls = slot.polls.saturating_add(1);
@@ -658,7 +658,9 @@ impl LoopHandle {
             let mut tasks = self.inner.tasks.borrow_mut();
             let slot = &mut tasks[id.index as usize];
             slot.state = state;
-            slot.queued = false; // a finished task has no step left to run (K5)
+            // K5: a finished task has no step left; an entry it queued for itself during its
+            // last step is now stale, and `run_task` returns at its `queued` check.
+            slot.queued = false;
             slot.body = body;
             slot.waker = None;
             (std::mem::take(&mut slot.watchers), !slot.handle_alive)
