@@ -162,14 +162,32 @@ fn make_reference(o: &Opts) -> Result<SharedBytes, String> {
         .map_err(|e| format!("shared memory for the reference photo: {e}"))
 }
 
+thread_local! {
+    /// Each worker's two working buffers, kept from job to job (as an image service keeps a
+    /// buffer pool). Fresh multi-megabyte buffers per job would cost a page fault per 4 KiB
+    /// page in every job, and unevenly: malloc returns big blocks to the kernel or keeps them
+    /// by a per-process threshold, so a worker process and a worker thread would fault
+    /// differently for the same image.
+    static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 /// The filter: copies the photo into a working buffer, runs `PASSES` passes of a 3×3 sharpen
 /// kernel (centre 5, edges −1), clamped to a byte, then an FNV-1a checksum of the result.
 /// Returns (checksum, pixels).
 fn filter(photo: &[u8]) -> (u64, u64) {
-    let mut px = photo.to_vec();
+    BUFFERS.with_borrow_mut(|(px, out)| {
+        px.clear();
+        px.extend_from_slice(photo);
+        out.clear();
+        out.extend_from_slice(photo);
+        sharpen(px, out)
+    })
+}
+
+/// `filter`'s work on two buffers that both start as the photo.
+fn sharpen(px: &mut Vec<u8>, out: &mut Vec<u8>) -> (u64, u64) {
     let n = px.len();
     let h = n / WIDTH;
-    let mut out = px.clone();
     for _ in 0..PASSES {
         for y in 1..h.saturating_sub(1) {
             for x in 1..WIDTH - 1 {
@@ -182,10 +200,10 @@ fn filter(photo: &[u8]) -> (u64, u64) {
                 out[i] = v.clamp(0, 255) as u8;
             }
         }
-        std::mem::swap(&mut px, &mut out);
+        std::mem::swap(px, out);
     }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in &px {
+    for &b in px.iter() {
         hash = (hash ^ b as u64).wrapping_mul(0x100_0000_01b3);
     }
     (hash, n as u64)
