@@ -8,8 +8,8 @@
 //! ```text
 //!   buf (capacity a power of two, 8 here)      push_back: buf[(head + len) & mask] = r
 //!   ┌────┬────┬────┬────┬────┬────┬────┬────┐  pop_front: r = buf[head]; head = head+1 & mask
-//!   │    │    │ T2 │ C9 │ T5 │    │    │    │  full: grow to twice the capacity, unrolled so
-//!   └────┴────┴────┴────┴────┴────┴────┴────┘        the oldest entry lands at index 0
+//!   │    │    │ T2 │ C9 │ T5 │    │    │    │  full: grow to twice the capacity in place,
+//!   └────┴────┴────┴────┴────┴────┴────┴────┘        the shorter run moved into the new half
 //!              head=2    len=3   mask=7
 //! ```
 //!
@@ -149,19 +149,34 @@ impl ReadyQueue {
         (0..self.len).map(move |i| self.buf[(self.head + i) & mask])
     }
 
-    /// Double the capacity, unrolling the ring so the oldest entry is at index 0 (E8).
+    /// Double the capacity in place (E8). `Vec::resize` reallocates, and for a large buffer
+    /// glibc's `realloc` moves the pages with `mremap` rather than copying them, so growing to
+    /// a million entries touches each page once. The ring was full, so its entries are the
+    /// two runs `head..old` and `..head`; the shorter run moves into the new half so the
+    /// entries are in order again from `head` (what `VecDeque` does):
+    ///
+    /// ```text
+    ///   full, capacity 4, head 1:  [D|A B C]              A the oldest, D the newest
+    ///   resized to 8:              [D|A B C|_ _ _ _]
+    ///   `..head` is the shorter run, so it moves past the old end:
+    ///                              [_|A B C|D _ _ _]      head 1: A B C D
+    ///   (with head 3, [B C D|A], the run `head..` moves to the very end instead:
+    ///                              [B C D|_ _ _ _|A]      head 7: A, then wrap to B C D)
+    /// ```
     #[cold]
     #[inline(never)]
     fn grow(&mut self) {
-        let cap = self.buf.len() * 2;
-        let mut buf = Vec::with_capacity(cap);
-        // Called when full, so the live entries are the two runs `head..` and `..head`:
-        // two straight copies, oldest first.
-        buf.extend_from_slice(&self.buf[self.head..]);
-        buf.extend_from_slice(&self.buf[..self.head]);
-        buf.resize(cap, Ready::UNUSED);
-        self.buf = buf;
-        self.head = 0;
+        let old = self.buf.len();
+        self.buf.resize(old * 2, Ready::UNUSED);
+        if self.head <= old - self.head {
+            // `..head` (the newest) follows `head..old` (the oldest) past the old end.
+            self.buf.copy_within(..self.head, old);
+        } else {
+            // `head..old` (the oldest) moves to the end of the new buffer, before nothing:
+            // the newest stay at `..head`, and wrapping reaches them.
+            self.buf.copy_within(self.head..old, self.head + old);
+            self.head += old;
+        }
     }
 }
 
@@ -196,6 +211,29 @@ mod tests {
             assert_eq!(q.pop_front(), Some(r));
         }
         assert!(q.is_empty() && q.pop_front().is_none());
+    }
+
+    /// Growth from every head position of a full ring, so both of `grow`'s branches (the
+    /// wrapped run moved up, or the oldest run moved to the end) keep FIFO order.
+    #[test]
+    fn growth_from_every_head_position() {
+        for head in 0..8u32 {
+            let mut q = ReadyQueue::with_capacity(8);
+            for i in 0..head {
+                q.push_back(t(1000 + i));
+            }
+            for _ in 0..head {
+                q.pop_front();
+            }
+            for i in 0..9 {
+                q.push_back(t(i)); // the ninth grows a full ring whose head is `head`
+            }
+            assert_eq!(q.capacity(), 16);
+            for i in 0..9 {
+                assert_eq!(q.pop_front(), Some(t(i)), "head {head}");
+            }
+            assert!(q.is_empty());
+        }
     }
 
     #[test]
