@@ -129,6 +129,15 @@ fn park_or_double((x, path): (i64, String)) -> i64 {
     x * 2
 }
 
+/// Waits until `path` exists (the test creates it once every job is submitted), then
+/// answers with this worker's pid. The worker waits, not the test.
+fn pid_once_file_exists(path: String) -> u32 {
+    while !std::path::Path::new(&path).exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::process::id()
+}
+
 /// Sums a shared block's bytes in the worker (it maps the block; nothing is copied).
 fn shared_sum(b: SharedBytes) -> u64 {
     b.iter().map(|&x| u64::from(x)).sum()
@@ -155,6 +164,7 @@ fn registry() -> Registry {
         .register("bad_result", bad_result)
         .register("park", park)
         .register("park_or_double", park_or_double)
+        .register("pid_once_file_exists", pid_once_file_exists)
 }
 
 /// The worker entry point (see the module doc). Not a real test: in a
@@ -283,6 +293,26 @@ fn process_workers_are_distinct_children() {
     assert!(pids.iter().all(|p| kids.contains(p)), "{pids:?} vs {kids:?}");
     let answered = get(pool.submit::<(), u32>("pid", ())).unwrap();
     assert!(pids.contains(&answered));
+}
+
+/// P8: jobs are dealt breadth first. Four jobs that cannot finish until the test lets them
+/// (so all four are in flight at once) on four workers with the default depth of 2 run on
+/// four distinct workers; dealt depth first they ran on two, two deep, while two workers
+/// idled.
+#[test]
+fn process_jobs_are_dealt_breadth_first() {
+    let _g = serial();
+    let pool = pool(4);
+    let dir = std::env::temp_dir().join(format!("looplab-p8-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let path = dir.to_string_lossy().into_owned();
+    let jobs: Vec<_> = (0..4).map(|_| pool.submit::<String, u32>("pid_once_file_exists", path.clone())).collect();
+    std::fs::write(&dir, b"go").unwrap();
+    let mut pids: Vec<u32> = jobs.into_iter().map(|j| get(j).unwrap()).collect();
+    std::fs::remove_file(&dir).unwrap();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 4, "each job on its own worker: {pids:?}");
 }
 
 /// The crash matrix: each kind of death fails exactly the job that killed

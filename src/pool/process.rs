@@ -76,6 +76,15 @@
 //! - **P7** A process started in worker mode never runs `main`'s pool code:
 //!   [`ProcessPool::with_options`] refuses to start inside a worker, so a
 //!   program that forgot the entry call cannot fork-bomb.
+//! - **P8** Jobs are dealt breadth first: no worker is sent its `k+1`-th
+//!   unanswered call while another accepting worker has fewer than `k+1`.
+//!   `depth` (calls in flight per worker, default 2) hides the pipe's latency
+//!   for small jobs; dealt depth first it stacked the first jobs on the first
+//!   workers (5 jobs on 5 idle workers ran on 3) while the others idled.
+//!   A call already sent to a busy worker still waits for it (no stealing):
+//!   for long jobs of uneven length, `jobs_in_flight_per_worker(1)` keeps
+//!   every queued job free for whichever worker is next idle, as CPython's
+//!   single call queue does.
 
 use crate::pool::codec::{Codec, CodecError, Decoder};
 use crate::pool::frame::{
@@ -1368,20 +1377,30 @@ impl Manager {
                 break;
             }
         }
-        for i in 0..self.workers.len() {
-            let w = &mut self.workers[i];
-            while w.accepting(max) && w.in_flight.len() < self.options.depth {
-                let Some(job) = self.backlog.pop_front() else {
-                    break;
-                };
-                if !job.sink.try_start() {
-                    continue; // cancelled while queued (J3); already completed
+        // Breadth first (P8): every accepting worker gets its first job before any gets a
+        // second, so N jobs on N idle workers run on N workers, not stacked `depth` deep on
+        // the first few while the others idle.
+        'levels: for level in 0..self.options.depth {
+            for w in &mut self.workers {
+                if !w.accepting(max) || w.in_flight.len() > level {
+                    continue;
                 }
+                let job = loop {
+                    let Some(job) = self.backlog.pop_front() else {
+                        break 'levels;
+                    };
+                    if job.sink.try_start() {
+                        break job;
+                    }
+                    // Cancelled while queued (J3): already completed.
+                };
                 w.wbuf.push(&job.frame);
                 w.in_flight.push_back(job);
                 w.sent += 1;
             }
-            if !w.wbuf.is_empty() {
+        }
+        for i in 0..self.workers.len() {
+            if !self.workers[i].wbuf.is_empty() {
                 self.flush(i);
             }
         }
