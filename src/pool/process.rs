@@ -1380,7 +1380,10 @@ impl Manager {
         // Breadth first (P8): every accepting worker gets its first job before any gets a
         // second, so N jobs on N idle workers run on N workers, not stacked `depth` deep on
         // the first few while the others idle.
-        'levels: for level in 0..self.options.depth {
+        // Start at the least loaded accepting worker's level, so a large `depth` costs
+        // nothing when every worker is busy.
+        let least = self.workers.iter().filter(|w| w.accepting(max)).map(|w| w.in_flight.len()).min();
+        'levels: for level in least.unwrap_or(self.options.depth)..self.options.depth {
             for w in &mut self.workers {
                 if !w.accepting(max) || w.in_flight.len() > level {
                     continue;
