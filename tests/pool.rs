@@ -129,21 +129,6 @@ fn park_or_double((x, path): (i64, String)) -> i64 {
     x * 2
 }
 
-/// A barrier across workers: marks `dir/<pid>`, waits until `n` workers have marked, then
-/// answers with this worker's pid. With `n` jobs dealt to `n` distinct workers it returns
-/// as soon as all have started. If jobs were stacked on fewer workers the barrier could
-/// never fill, so a worker gives up after 10 s and the test's assertion reports it (the
-/// time bounds only how long a broken dealer takes to be reported; no assertion depends on it).
-fn pid_at_barrier((dir, n): (String, u64)) -> u32 {
-    let me = std::process::id();
-    std::fs::write(format!("{dir}/{me}"), b"").unwrap();
-    let t = std::time::Instant::now();
-    while (std::fs::read_dir(&dir).unwrap().count() as u64) < n && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    me
-}
-
 /// Sums a shared block's bytes in the worker (it maps the block; nothing is copied).
 fn shared_sum(b: SharedBytes) -> u64 {
     b.iter().map(|&x| u64::from(x)).sum()
@@ -170,7 +155,6 @@ fn registry() -> Registry {
         .register("bad_result", bad_result)
         .register("park", park)
         .register("park_or_double", park_or_double)
-        .register("pid_at_barrier", pid_at_barrier)
 }
 
 /// The worker entry point (see the module doc). Not a real test: in a
@@ -299,26 +283,6 @@ fn process_workers_are_distinct_children() {
     assert!(pids.iter().all(|p| kids.contains(p)), "{pids:?} vs {kids:?}");
     let answered = get(pool.submit::<(), u32>("pid", ())).unwrap();
     assert!(pids.contains(&answered));
-}
-
-/// P8: jobs are dealt breadth first. Four jobs that wait for each other (a barrier that
-/// fills only when all four have started, so none ends before the last is dealt) on four
-/// workers with the default depth of 2 run on four distinct workers; dealt depth first they
-/// ran on two, two deep, while two workers idled.
-#[test]
-fn process_jobs_are_dealt_breadth_first() {
-    let _g = serial();
-    let pool = pool(4);
-    let dir = std::env::temp_dir().join(format!("looplab-p8-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).unwrap();
-    let arg = (dir.to_string_lossy().into_owned(), 4u64);
-    let jobs: Vec<_> = (0..4).map(|_| pool.submit::<(String, u64), u32>("pid_at_barrier", arg.clone())).collect();
-    let mut pids: Vec<u32> = jobs.into_iter().map(|j| get(j).unwrap()).collect();
-    std::fs::remove_dir_all(&dir).unwrap();
-    pids.sort_unstable();
-    pids.dedup();
-    assert_eq!(pids.len(), 4, "each job on its own worker: {pids:?}");
 }
 
 /// The crash matrix: each kind of death fails exactly the job that killed

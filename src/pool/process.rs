@@ -1124,6 +1124,19 @@ impl Worker {
     }
 }
 
+/// P8's rule: of the workers' loads (`None`: not accepting; `Some(n)`: `n` calls in
+/// flight), the first of the least loaded below `depth`. Dealing each call to it gives every
+/// accepting worker a first call before any gets a second.
+///
+/// ```text
+///   loads [1, 0, None, 0], depth 2  ->  1      (idle workers first, in order)
+///   loads [1, 1, None, 1], depth 2  ->  0      (then second calls, in order)
+///   loads [2, 2, None, 2], depth 2  ->  None   (everyone is full)
+/// ```
+fn least_loaded(loads: impl Iterator<Item = Option<usize>>, depth: usize) -> Option<usize> {
+    loads.enumerate().filter_map(|(i, load)| load.filter(|&n| n < depth).map(|n| (n, i))).min().map(|(_, i)| i)
+}
+
 /// Escalation deadlines of a terminating pool (P3).
 #[derive(Debug, Clone, Copy)]
 struct Escalation {
@@ -1377,30 +1390,20 @@ impl Manager {
                 break;
             }
         }
-        // Breadth first (P8): every accepting worker gets its first job before any gets a
-        // second, so N jobs on N idle workers run on N workers, not stacked `depth` deep on
-        // the first few while the others idle.
-        // Start at the least loaded accepting worker's level, so a large `depth` costs
-        // nothing when every worker is busy.
-        let least = self.workers.iter().filter(|w| w.accepting(max)).map(|w| w.in_flight.len()).min();
-        'levels: for level in least.unwrap_or(self.options.depth)..self.options.depth {
-            for w in &mut self.workers {
-                if !w.accepting(max) || w.in_flight.len() > level {
-                    continue;
-                }
-                let job = loop {
-                    let Some(job) = self.backlog.pop_front() else {
-                        break 'levels;
-                    };
-                    if job.sink.try_start() {
-                        break job;
-                    }
-                    // Cancelled while queued (J3): already completed.
-                };
-                w.wbuf.push(&job.frame);
-                w.in_flight.push_back(job);
-                w.sent += 1;
+        // Breadth first (P8): each call goes to the least loaded accepting worker.
+        while let Some(i) =
+            least_loaded(self.workers.iter().map(|w| w.accepting(max).then_some(w.in_flight.len())), self.options.depth)
+        {
+            let Some(job) = self.backlog.pop_front() else {
+                break;
+            };
+            if !job.sink.try_start() {
+                continue; // cancelled while queued (J3): already completed
             }
+            let w = &mut self.workers[i];
+            w.wbuf.push(&job.frame);
+            w.in_flight.push_back(job);
+            w.sent += 1;
         }
         for i in 0..self.workers.len() {
             if !self.workers[i].wbuf.is_empty() {
@@ -1597,5 +1600,35 @@ impl Drop for Manager {
         if !self.workers.is_empty() || !self.backlog.is_empty() {
             self.terminate_now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_loaded;
+
+    /// Deal `jobs` calls to workers with these starting loads by P8's rule; returns the
+    /// worker each call went to.
+    fn deal(mut loads: Vec<Option<usize>>, depth: usize, jobs: usize) -> Vec<usize> {
+        let mut to = Vec::new();
+        for _ in 0..jobs {
+            let Some(i) = least_loaded(loads.iter().copied(), depth) else { break };
+            loads[i] = loads[i].map(|n| n + 1);
+            to.push(i);
+        }
+        to
+    }
+
+    /// P8: N calls on N idle workers go to N workers; depth-first dealing sent five calls to
+    /// workers 0, 0, 1, 1, 2.
+    #[test]
+    fn calls_are_dealt_breadth_first() {
+        assert_eq!(deal(vec![Some(0); 5], 2, 5), [0, 1, 2, 3, 4]);
+        assert_eq!(deal(vec![Some(0); 5], 2, 12), [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]);
+        // Busy and retiring workers: the idle one first, the retiring one never.
+        assert_eq!(deal(vec![Some(1), None, Some(0), Some(1)], 2, 4), [2, 0, 2, 3]);
+        assert_eq!(deal(vec![None, None], 2, 3), Vec::<usize>::new());
+        // Depth 1: one call each, the rest wait in the backlog for whoever answers first.
+        assert_eq!(deal(vec![Some(0); 3], 1, 5), [0, 1, 2]);
     }
 }
