@@ -339,15 +339,13 @@ async fn compare(lp: LoopHandle, o: Opts, out: Out) -> Result<(), String> {
     let calib_rounds = (200_000_000.0 * o.scale) as u64;
     let (alone, together, cpu) =
         measure_capacity::<u64, u64>(&lp, &pool_proc, o.workers, "calibrate", 1000, calib_rounds).await?;
-    let (f_alone, f_together, capacity) = measure_capacity::<(SharedBytes, u32), u64>(
-        &lp,
-        &pool_proc,
-        o.workers,
-        "filter_repeat",
-        (reference.clone(), 1),
-        (reference.clone(), REPEAT),
-    )
-    .await?;
+    // The filter's own capacity, measured now and again before every round.
+    let (lp_ref, pool_ref, workers) = (&lp, &pool_proc, o.workers);
+    let filter_capacity = move || {
+        let (warm, timed) = ((reference.clone(), 1), (reference.clone(), REPEAT));
+        measure_capacity::<(SharedBytes, u32), u64>(lp_ref, pool_ref, workers, "filter_repeat", warm, timed)
+    };
+    let (f_alone, f_together, capacity) = filter_capacity().await?;
     writeln!(out, "\n🖥  Machine check: each loop alone, then in {} worker processes at once", o.workers);
     writeln!(out, "   a register-only CPU loop: {alone:.3} s vs {together:.3} s → {cpu:.2}x");
     writeln!(out, "   the filter, on one photo: {f_alone:.3} s vs {f_together:.3} s → {capacity:.2}x");
@@ -368,25 +366,33 @@ async fn compare(lp: LoopHandle, o: Opts, out: Out) -> Result<(), String> {
     let mut rounds = vec![];
     let mut seq_sums = vec![];
     for r in 0..o.rounds {
-        let capacity = if r == 0 {
-            capacity
-        } else {
-            measure_capacity::<(SharedBytes, u32), u64>(
-                &lp,
-                &pool_proc,
-                o.workers,
-                "filter_repeat",
-                (reference.clone(), 1),
-                (reference.clone(), REPEAT),
-            )
-            .await?
-            .2
-        };
+        let capacity = if r == 0 { capacity } else { filter_capacity().await?.2 };
         // The first round prints every image as the material does; the others only time.
         let show = (r == 0).then_some(&out);
         let (t_seq, sums) = sequential(&images, show);
-        let (t_thr, thr_sums) = thread_pool(&lp, &pool_thr, &images, o.workers, show).await?;
-        let (t_proc, proc_sums) = process_pool(&lp, &pool_proc, &images, o.workers, show).await?;
+        let w = o.workers;
+        // Method 2: the thread pool (the threads read the blocks through this process's mapping).
+        let method = (
+            format!("🧵 METHOD 2: THREAD POOL EXECUTION ({w} workers)"),
+            format!("Like having {w} editors working on images simultaneously"),
+            "Thread Pool",
+        );
+        let (t_thr, thr_sums) = on_pool(&lp, &images, show, method, |img| {
+            let px = img.pixels.clone(); // a reference count, not the pixels
+            lp.run_in_executor(&pool_thr, move || filter(&px))
+        })
+        .await?;
+        // Method 3: the process pool; a reference to each block crosses the pipe, the worker
+        // maps it.
+        let method = (
+            format!("⚙  METHOD 3: PROCESS POOL EXECUTION ({w} workers)"),
+            format!("Like having {w} separate computers processing images"),
+            "Process Pool",
+        );
+        let (t_proc, proc_sums) = on_pool(&lp, &images, show, method, |img| {
+            lp.run_in_process::<SharedBytes, (u64, u64)>(&pool_proc, "filter", img.pixels.clone())
+        })
+        .await?;
         let (t_bare, bare_sums) = bare_threads(&images, o.workers);
         if thr_sums != sums || proc_sums != sums || bare_sums != sums || (r > 0 && sums != seq_sums) {
             return Err("checksums differ between methods: a pool returned a wrong result".into());
@@ -552,37 +558,4 @@ where
         writeln!(out, "\n⏱  {label} Execution Time: {elapsed:.2} seconds");
     }
     Ok((elapsed, sums))
-}
-
-/// Method 2: the thread pool (the threads read the blocks through this process's mapping).
-async fn thread_pool(
-    lp: &LoopHandle,
-    pool: &Rc<ThreadPool>,
-    images: &[Image],
-    workers: usize,
-    out: Option<&Out>,
-) -> Result<(f64, Vec<u64>), String> {
-    let title = format!("🧵 METHOD 2: THREAD POOL EXECUTION ({workers} workers)");
-    let detail = format!("Like having {workers} editors working on images simultaneously");
-    on_pool(lp, images, out, (title, detail, "Thread Pool"), |img| {
-        let px = img.pixels.clone(); // a reference count, not the pixels
-        lp.run_in_executor(pool, move || filter(&px))
-    })
-    .await
-}
-
-/// Method 3: the process pool; a reference to each block crosses the pipe, the worker maps it.
-async fn process_pool(
-    lp: &LoopHandle,
-    pool: &ProcessPool,
-    images: &[Image],
-    workers: usize,
-    out: Option<&Out>,
-) -> Result<(f64, Vec<u64>), String> {
-    let title = format!("⚙  METHOD 3: PROCESS POOL EXECUTION ({workers} workers)");
-    let detail = format!("Like having {workers} separate computers processing images");
-    on_pool(lp, images, out, (title, detail, "Process Pool"), |img| {
-        lp.run_in_process::<SharedBytes, (u64, u64)>(pool, "filter", img.pixels.clone())
-    })
-    .await
 }
