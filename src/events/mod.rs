@@ -743,14 +743,15 @@ impl LoopHandle {
         let mut lost = Vec::new();
         {
             let mut tasks = inner.tasks.borrow_mut();
-            for (_, s) in tasks.iter_mut() {
-                let referenced = s.queued
+            for (index, s) in tasks.iter_mut() {
+                let id = s.id_at(index);
+                let referenced = s.queued()
                     || s.parked > 0
-                    || s.waker.as_ref().is_some_and(|w| crate::task::raw_waker::other_owned_clones(w) > 0)
-                    || named_by_timers.contains(&s.id);
-                if s.state == TaskState::Waiting && !referenced && !s.lost_reported {
-                    s.lost_reported = true;
-                    lost.push((s.id, s.display_name()));
+                    || s.owned_waker().is_some_and(|w| crate::task::raw_waker::other_owned_clones(w) > 0)
+                    || named_by_timers.contains(&id);
+                if s.state == TaskState::Waiting && !referenced && !s.lost_reported() {
+                    s.set_lost_reported();
+                    lost.push((id, s.display_name()));
                 }
             }
         }
@@ -847,7 +848,7 @@ impl LoopHandle {
         let mut waiting: Vec<(u32, WaitingTask)> = tasks
             .iter()
             .filter(|(_, s)| !s.state.is_finished())
-            .map(|(_, s)| (s.id.generation, WaitingTask { name: s.display_name(), polls: u64::from(s.polls) }))
+            .map(|(_, s)| (s.generation, WaitingTask { name: s.display_name(), polls: u64::from(s.polls) }))
             .collect();
         waiting.sort_by_key(|(g, _)| *g);
         LoopError::Deadlock(DeadlockError { waiting: waiting.into_iter().map(|(_, w)| w).collect() })
@@ -1008,7 +1009,7 @@ impl LoopHandle {
         }
         let pending: Vec<TaskId> = {
             let tasks = self.inner.tasks.borrow();
-            tasks.iter().filter(|(_, s)| !s.state.is_finished()).map(|(_, s)| s.id).collect()
+            tasks.iter().filter(|(_, s)| !s.state.is_finished()).map(|(i, s)| s.id_at(i)).collect()
         };
         if pending.is_empty() {
             return Ok(());
@@ -1049,8 +1050,7 @@ impl LoopHandle {
                 .filter(|(_, s)| !s.state.is_finished())
                 .map(|(_, s)| {
                     s.state = TaskState::Cancelled;
-                    let body = std::mem::replace(&mut s.body, crate::task::Body::Polling);
-                    (body, s.waker.take(), std::mem::take(&mut s.watchers))
+                    (s.cell.take(), s.extra.as_mut().and_then(|e| e.waker.take()), std::mem::take(&mut s.watchers))
                 })
                 .collect()
         };

@@ -12,7 +12,7 @@
 //!   running  T3 "Job-B"
 //!   stack    run_forever > run_once [phase 4] > run_task(T3) > poll "Job-B"
 //!   ready    ReadyQueue       len=1 cap=64  [Cb #9 (wakes T2)]
-//!   tasks    Slab<TaskSlot>   live=4 cap=16  header=120 B each
+//!   tasks    Slab<TaskSlot>   live=4 cap=16  header=64 B each
 //!     T1 slot 0  WAITING  future=  96 B  polls=1  "main"   awaiting T3
 //!     T3 slot 2  RUNNING  future= 160 B  polls=2  "Job-B"
 //!   timers   TimerWheel       live=2 next=2.000s
@@ -183,16 +183,16 @@ fn callback_kind(f: &CallbackFn) -> CallbackKind {
     }
 }
 
-fn task_info(s: &TaskSlot) -> TaskInfo {
+fn task_info(index: usize, s: &TaskSlot) -> TaskInfo {
     TaskInfo {
-        id: s.id,
+        id: s.id_at(index),
         name: s.display_name(),
         state: s.state,
-        slot: s.id.slot(),
+        slot: index,
         future_size: s.future_size as usize,
         polls: s.polls,
-        cancel_requested: s.cancel_requested,
-        awaiting: (s.waiting_on.generation != 0).then_some(s.waiting_on),
+        cancel_requested: s.cancel_requested(),
+        awaiting: s.waiting_on(),
         spawned_at: s.spawned_at.to_string(),
     }
 }
@@ -228,7 +228,7 @@ impl LoopHandle {
         };
         let (mut tasks, task_capacity) = {
             let slab = inner.tasks.borrow();
-            let list: Vec<TaskInfo> = slab.iter().map(|(_, s)| task_info(s)).collect();
+            let list: Vec<TaskInfo> = slab.iter().map(|(i, s)| task_info(i, s)).collect();
             (list, slab.capacity())
         };
         tasks.sort_by_key(|t| t.id.number());

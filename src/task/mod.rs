@@ -140,19 +140,13 @@ impl fmt::Display for TaskState {
 /// (boxed.rs), so tasks of every output type fit one slab at one allocation each.
 pub(crate) type BoxedTask = Pin<Box<dyn TaskFuture>>;
 
-/// What a slot holds of the task itself: the future while it runs, the outcome after. One
-/// field for both keeps the header small (the slab holds one per task).
-pub(crate) enum Body {
-    /// The future, waiting to be polled.
-    Future(BoxedTask),
-    /// The future is out of the slot, being polled (or being dropped).
-    Polling,
-    /// Returned; the box now holds the output, not yet taken by the handle.
+/// How a task ended, as `finish_task` records it: the box now holding the output, or the
+/// failure (which goes to the slot's [`SlotExtra`]).
+pub(crate) enum Ending {
+    /// Returned; the box holds the output.
     Value(BoxedTask),
-    /// Returned; the handle took the output.
-    Taken,
-    /// Panicked or cancelled (boxed: rare, and an `Error` is large).
-    Failed(Box<Failure>),
+    /// Panicked or cancelled.
+    Failed(Failure),
 }
 
 /// How a task failed, and whether anyone read it (K4).
@@ -253,54 +247,151 @@ impl Watchers {
     }
 }
 
-/// The header the loop keeps per task (about 120 bytes; `size_of` is printed by the
-/// memory walkthrough).
+/// The header the loop keeps per task: 64 bytes, one cache line.
+///
+/// Its size is what a spawn costs in memory traffic: the slab holds one header per live
+/// task in one `Vec`, and with 1,000,000 tasks alive that `Vec` is fresh memory the kernel
+/// must fault in page by page. Measured on W1 (spawn and join 1,000,000 tasks): every byte
+/// of header cost about 0.7 ns per task (`DESIGN.md` §12). So the fields every task uses
+/// are here, packed, and what few tasks use (a name, an owned waker, the task it awaits, a
+/// failure) is in [`SlotExtra`], boxed, allocated the first time a task needs it.
+///
+/// ```text
+///   0        16        32     40     48    52    56    60  62 63 64
+///   ┌────────┬─────────┬──────┬──────┬─────┬─────┬─────┬───┬──┬──┐
+///   │ cell   │watchers │ at   │extra │ gen │polls│size │prk│st│fl│
+///   └────────┴─────────┴──────┴──────┴─────┴─────┴─────┴───┴──┴──┘
+/// ```
 pub(crate) struct TaskSlot {
-    /// This task's id (the slot index plus generation).
-    pub(crate) id: TaskId,
-    /// Life stage (see the state machine above).
-    pub(crate) state: TaskState,
-    /// In the ready queue already? Makes waking idempotent (W3).
-    pub(crate) queued: bool,
-    /// `cancel()` was called; takes effect at the next step (K1).
-    pub(crate) cancel_requested: bool,
-    /// A `Task<T>` handle still exists; if not, the slot is freed when the task finishes.
-    pub(crate) handle_alive: bool,
+    /// The task's box (boxed.rs): its future while it waits for a step, its output once
+    /// DONE until the handle takes it. Empty while the future is out being polled, after the
+    /// output was taken, and for a FAILED or CANCELLED task (its error is in `extra`).
+    pub(crate) cell: Option<BoxedTask>,
+    /// Done-callbacks and the wakers of tasks awaiting this one.
+    pub(crate) watchers: Watchers,
+    /// Where `spawn` was called (`#[track_caller]`), for the inspector.
+    pub(crate) spawned_at: &'static Location<'static>,
+    /// The rarely used fields, allocated on first use.
+    pub(crate) extra: Option<Box<SlotExtra>>,
+    /// The task's generation (spawn number); with the slot's index, its [`TaskId`].
+    pub(crate) generation: u32,
     /// How many times it was polled.
     pub(crate) polls: u32,
+    /// `size_of_val` of the future, for the walkthrough.
+    pub(crate) future_size: u32,
     /// How many futures and tasks hold this task's id to wake it (F4): with the timers that
     /// name it and the clones of its owned waker, what the lost-waker check counts.
     pub(crate) parked: u16,
-    /// The lost-waker check already reported this task.
-    pub(crate) lost_reported: bool,
-    /// `size_of_val` of the future, for the walkthrough.
-    pub(crate) future_size: u32,
-    /// Name given at spawn; `None` means `Task-N`. Boxed twice so the header pays 8 bytes,
-    /// not 16, for a field most tasks leave empty.
-    pub(crate) name: Option<Box<Box<str>>>,
-    /// The future, then the outcome.
-    pub(crate) body: Body,
+    /// Life stage (see the state machine above).
+    pub(crate) state: TaskState,
+    /// `QUEUED`, `CANCEL_REQUESTED`, `HANDLE_ALIVE`, `LOST_REPORTED`: see the methods.
+    flags: u8,
+}
+
+// W1's cost follows the header's size (see above): keep it to one cache line.
+const _: () = assert!(std::mem::size_of::<TaskSlot>() == 64);
+
+/// The part of a task's header most tasks never use, boxed so that the slab pays 8 bytes
+/// for it (see [`TaskSlot`]).
+#[derive(Default)]
+pub(crate) struct SlotExtra {
+    /// Name given at spawn; `None` means `Task-N`.
+    pub(crate) name: Option<Box<str>>,
     /// The task's owned waker, made the first time a poll cloned its lent waker (W4).
     pub(crate) waker: Option<Waker>,
-    /// Done-callbacks and the wakers of tasks awaiting this one.
-    pub(crate) watchers: Watchers,
     /// The task this one awaited when it last suspended (asyncio: `_fut_waiter`), for K2.
-    /// Generation 0 means none.
-    pub(crate) waiting_on: TaskId,
-    /// Where `spawn` was called (`#[track_caller]`), for the inspector.
-    pub(crate) spawned_at: &'static Location<'static>,
+    /// `None` means none.
+    pub(crate) waiting_on: Option<TaskId>,
+    /// How a FAILED or CANCELLED task failed.
+    pub(crate) failure: Option<Failure>,
 }
 
 /// "Awaits nothing": generation 0 is never given to a task.
 const NO_TASK: TaskId = TaskId { index: 0, generation: 0 };
 
+const QUEUED: u8 = 1;
+const CANCEL_REQUESTED: u8 = 2;
+const HANDLE_ALIVE: u8 = 4;
+const LOST_REPORTED: u8 = 8;
+
 impl TaskSlot {
+    /// Does this slot hold task `id`? (The slab was indexed by `id.index`; a stale id has an
+    /// older generation, W2.)
+    pub(crate) fn holds(&self, id: TaskId) -> bool {
+        self.generation == id.generation
+    }
+
+    /// The id of the task in slab slot `index` (this slot).
+    pub(crate) fn id_at(&self, index: usize) -> TaskId {
+        TaskId { index: index as u32, generation: self.generation }
+    }
+
     /// The display name: the given one or `Task-N`.
     pub(crate) fn display_name(&self) -> String {
-        match &self.name {
+        match self.extra.as_ref().and_then(|e| e.name.as_ref()) {
             Some(n) => n.to_string(),
-            None => format!("Task-{}", self.id.generation),
+            None => format!("Task-{}", self.generation),
         }
+    }
+
+    /// The rarely used fields, allocated now if this is their first use.
+    pub(crate) fn extra_mut(&mut self) -> &mut SlotExtra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// The owned waker, if a poll ever cloned the lent one.
+    pub(crate) fn owned_waker(&self) -> Option<&Waker> {
+        self.extra.as_ref().and_then(|e| e.waker.as_ref())
+    }
+
+    /// The task this one awaited when it last suspended (K2).
+    pub(crate) fn waiting_on(&self) -> Option<TaskId> {
+        self.extra.as_ref().and_then(|e| e.waiting_on)
+    }
+
+    /// How it failed, if it is FAILED or CANCELLED.
+    pub(crate) fn failure_mut(&mut self) -> Option<&mut Failure> {
+        self.extra.as_mut().and_then(|e| e.failure.as_mut())
+    }
+
+    fn flag(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    fn set_flag(&mut self, f: u8, on: bool) {
+        if on {
+            self.flags |= f;
+        } else {
+            self.flags &= !f;
+        }
+    }
+
+    /// In the ready queue already? Makes waking idempotent (W3).
+    pub(crate) fn queued(&self) -> bool {
+        self.flag(QUEUED)
+    }
+
+    pub(crate) fn set_queued(&mut self, on: bool) {
+        self.set_flag(QUEUED, on);
+    }
+
+    /// `cancel()` was called; takes effect at the next step (K1).
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.flag(CANCEL_REQUESTED)
+    }
+
+    /// A `Task<T>` handle still exists; if not, the slot is freed when the task finishes.
+    pub(crate) fn handle_alive(&self) -> bool {
+        self.flag(HANDLE_ALIVE)
+    }
+
+    /// The lost-waker check already reported this task.
+    pub(crate) fn lost_reported(&self) -> bool {
+        self.flag(LOST_REPORTED)
+    }
+
+    pub(crate) fn set_lost_reported(&mut self) {
+        self.set_flag(LOST_REPORTED, true);
     }
 }
 
@@ -422,7 +513,7 @@ impl LoopHandle {
         F: Future + 'static,
         F::Output: 'static,
     {
-        self.spawn_inner(Some(Box::new(name.into().into_boxed_str())), fut, Location::caller())
+        self.spawn_inner(Some(name.into().into_boxed_str()), fut, Location::caller())
     }
 
     /// asyncio's name for [`spawn`](Self::spawn).
@@ -435,7 +526,7 @@ impl LoopHandle {
         self.spawn_inner(None, fut, Location::caller())
     }
 
-    fn spawn_inner<F>(&self, name: Option<Box<Box<str>>>, fut: F, at: &'static Location<'static>) -> Task<F::Output>
+    fn spawn_inner<F>(&self, name: Option<Box<str>>, fut: F, at: &'static Location<'static>) -> Task<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
@@ -454,21 +545,18 @@ impl LoopHandle {
             // the slot rather than a second lookup); a closed loop's task stays CREATED
             // until it is finished as cancelled below.
             entry.insert(TaskSlot {
-                id,
-                state: if closed { TaskState::Created } else { TaskState::Ready },
-                queued: !closed,
-                cancel_requested: false,
-                handle_alive: true,
-                polls: 0,
-                parked: 0,
-                lost_reported: false,
-                future_size: u32::try_from(future_size).unwrap_or(u32::MAX),
-                name,
-                body: if closed { Body::Polling } else { Body::Future(boxed) },
-                waker: None,
+                // A closed loop's future is dropped at the end of this function, outside
+                // the borrow (its destructors may call the loop).
+                cell: if closed { None } else { Some(boxed) },
                 watchers: Watchers::None,
-                waiting_on: NO_TASK,
                 spawned_at: at,
+                extra: name.map(|name| Box::new(SlotExtra { name: Some(name), ..SlotExtra::default() })),
+                generation,
+                polls: 0,
+                future_size: u32::try_from(future_size).unwrap_or(u32::MAX),
+                parked: 0,
+                state: if closed { TaskState::Created } else { TaskState::Ready },
+                flags: if closed { HANDLE_ALIVE } else { HANDLE_ALIVE | QUEUED },
             });
             id
         };
@@ -481,7 +569,7 @@ impl LoopHandle {
             self.report(&format!("spawn on a closed loop: task {id} was cancelled before it ran"));
             self.finish_task(
                 id,
-                Body::Failed(Box::new(Failure { error: Error::cancelled(), retrieved: true })),
+                Ending::Failed(Failure { error: Error::cancelled(), retrieved: true }),
                 TaskState::Cancelled,
             );
         } else {
@@ -518,10 +606,10 @@ impl LoopHandle {
             let Some(slot) = tasks.get_mut(id.index as usize) else {
                 return;
             };
-            if slot.id != id || slot.queued || slot.state.is_finished() {
+            if !slot.holds(id) || slot.queued() || slot.state.is_finished() {
                 return; // W2, W3
             }
-            slot.queued = true;
+            slot.set_queued(true);
             if slot.state != TaskState::Running {
                 slot.state = TaskState::Ready;
             }
@@ -540,24 +628,30 @@ impl LoopHandle {
             let Some(slot) = tasks.get_mut(id.index as usize) else {
                 return;
             };
-            if slot.id != id || !slot.queued {
+            if !slot.holds(id) || !slot.queued() {
                 return;
             }
-            slot.queued = false;
-            let fut = match std::mem::replace(&mut slot.body, Body::Polling) {
-                Body::Future(fut) => fut,
-                other => {
-                    // No future to poll (finished): put the outcome back untouched (K5).
-                    slot.body = other;
-                    return;
-                }
+            slot.set_queued(false);
+            // A finished task's cell holds its output: no future to poll, leave it (K5).
+            if slot.state.is_finished() {
+                return;
+            }
+            let Some(fut) = slot.cell.take() else {
+                return;
             };
-            slot.waiting_on = NO_TASK;
-            if !slot.cancel_requested {
+            let cancel = slot.cancel_requested();
+            if !cancel {
                 slot.state = TaskState::Running;
                 slot.polls = slot.polls.saturating_add(1);
             }
-            (fut, slot.waker.take(), slot.cancel_requested)
+            let owned = match slot.extra.as_deref_mut() {
+                Some(extra) => {
+                    extra.waiting_on = None;
+                    extra.waker.take()
+                }
+                None => None,
+            };
+            (fut, owned, cancel)
         };
         if cancel {
             // K1: drop instead of poll. Destructors of the suspended future run here.
@@ -565,7 +659,7 @@ impl LoopHandle {
             drop(owned);
             self.finish_task(
                 id,
-                Body::Failed(Box::new(Failure { error: Error::cancelled(), retrieved: false })),
+                Ending::Failed(Failure { error: Error::cancelled(), retrieved: false }),
                 TaskState::Cancelled,
             );
             return;
@@ -598,39 +692,31 @@ impl LoopHandle {
             Ok(Poll::Pending) => {
                 let mut tasks = inner.tasks.borrow_mut();
                 let slot = &mut tasks[id.index as usize];
-                // The slot holds `Polling` (run_task put it there), which owns nothing: forget
-                // it rather than call the drop glue on every task switch.
-                if matches!(slot.body, Body::Polling) {
-                    std::mem::forget(std::mem::replace(&mut slot.body, Body::Future(fut)));
-                } else {
-                    slot.body = Body::Future(fut);
+                slot.cell = Some(fut);
+                if let Some(w) = owned {
+                    slot.extra_mut().waker = Some(w);
                 }
-                slot.waker = owned;
-                if slot.cancel_requested && !slot.queued {
+                if slot.cancel_requested() && !slot.queued() {
                     // cancel() was called on ourselves while running: take effect next step.
                     drop(tasks);
                     self.schedule_task(id, WakeSource::Task(id));
                 } else {
-                    slot.state = if slot.queued { TaskState::Ready } else { TaskState::Waiting };
+                    slot.state = if slot.queued() { TaskState::Ready } else { TaskState::Waiting };
                     drop(tasks);
                 }
                 self.emit_with(|| EventKind::TaskSuspended { task: id });
             }
             Ok(Poll::Ready(())) => {
                 drop(owned);
-                let cancelled = self.inner.tasks.borrow()[id.index as usize].cancel_requested;
+                let cancelled = self.inner.tasks.borrow()[id.index as usize].cancel_requested();
                 if cancelled {
                     // asyncio's `_must_cancel` at the end of `__step`: a task that was asked to
                     // cancel and then returned ends cancelled; its value is dropped.
                     drop(fut);
                     let error = Error::cancelled();
-                    self.finish_task(
-                        id,
-                        Body::Failed(Box::new(Failure { error, retrieved: false })),
-                        TaskState::Cancelled,
-                    );
+                    self.finish_task(id, Ending::Failed(Failure { error, retrieved: false }), TaskState::Cancelled);
                 } else {
-                    self.finish_task(id, Body::Value(fut), TaskState::Done);
+                    self.finish_task(id, Ending::Value(fut), TaskState::Done);
                 }
             }
             Err(payload) => {
@@ -639,16 +725,16 @@ impl LoopHandle {
                 let message = panic_message(&*payload);
                 let task = self.task_name(id).unwrap_or_default();
                 let error = Error::Panicked(PanicError { task, message });
-                self.finish_task(id, Body::Failed(Box::new(Failure { error, retrieved: false })), TaskState::Failed);
+                self.finish_task(id, Ending::Failed(Failure { error, retrieved: false }), TaskState::Failed);
             }
         }
     }
 
     /// Record the outcome, schedule done-callbacks and awaiters, free a detached slot.
-    fn finish_task(&self, id: TaskId, body: Body, state: TaskState) {
-        let outcome = match (&body, state) {
+    fn finish_task(&self, id: TaskId, ending: Ending, state: TaskState) {
+        let outcome = match (&ending, state) {
             (_, TaskState::Cancelled) => Outcome::Cancelled,
-            (Body::Failed(f), _) => match &f.error {
+            (Ending::Failed(f), _) => match &f.error {
                 Error::Panicked(p) => Outcome::Panicked(p.message.clone()),
                 _ => Outcome::Done,
             },
@@ -660,10 +746,21 @@ impl LoopHandle {
             slot.state = state;
             // K5: a finished task has no step left; an entry it queued for itself during its
             // last step is now stale, and `run_task` returns at its `queued` check.
-            slot.queued = false;
-            slot.body = body;
-            slot.waker = None;
-            (std::mem::take(&mut slot.watchers), !slot.handle_alive)
+            slot.set_queued(false);
+            let owned = match ending {
+                Ending::Value(cell) => {
+                    slot.cell = Some(cell);
+                    slot.extra.as_deref_mut().and_then(|e| e.waker.take())
+                }
+                Ending::Failed(failure) => {
+                    slot.cell = None;
+                    let extra = slot.extra_mut();
+                    extra.failure = Some(failure);
+                    extra.waker.take()
+                }
+            };
+            drop(owned);
+            (std::mem::take(&mut slot.watchers), !slot.handle_alive())
         };
         self.emit_with(|| EventKind::TaskFinished { task: id, outcome });
         let has_callbacks = matches!(&watchers, Watchers::Many(_));
@@ -705,11 +802,11 @@ impl LoopHandle {
         let slot = {
             let mut tasks = self.inner.tasks.borrow_mut();
             match tasks.get(id.index as usize) {
-                Some(s) if s.id == id => tasks.remove(id.index as usize),
+                Some(s) if s.holds(id) => tasks.remove(id.index as usize),
                 _ => return,
             }
         };
-        if let Body::Failed(f) = &slot.body {
+        if let Some(f) = slot.extra.as_ref().and_then(|e| e.failure.as_ref()) {
             if let (Error::Panicked(p), false) = (&f.error, f.retrieved) {
                 self.report(&format!("Task exception was never retrieved: {p}"));
             }
@@ -724,8 +821,8 @@ impl LoopHandle {
                 return;
             };
             match tasks.get_mut(id.index as usize) {
-                Some(s) if s.id == id => {
-                    s.handle_alive = false;
+                Some(s) if s.holds(id) => {
+                    s.set_flag(HANDLE_ALIVE, false);
                     s.state.is_finished()
                 }
                 _ => return,
@@ -740,18 +837,22 @@ impl LoopHandle {
     fn take_task_result<T: 'static>(&self, id: TaskId) -> Option<Result<T, Error>> {
         let mut tasks = self.inner.tasks.borrow_mut();
         let slot = match tasks.get_mut(id.index as usize) {
-            Some(s) if s.id == id => s,
+            Some(s) if s.holds(id) => s,
             _ => return Some(Err(Error::invalid_state("task is gone (loop closed)"))),
         };
-        match &mut slot.body {
-            Body::Future(_) | Body::Polling => None,
-            Body::Taken => Some(Err(Error::invalid_state("the task's result was already taken"))),
-            Body::Failed(f) => {
-                f.retrieved = true;
-                Some(Err(f.error.clone()))
-            }
-            b @ Body::Value(_) => {
-                let Body::Value(mut cell) = std::mem::replace(b, Body::Taken) else { unreachable!() };
+        match slot.state {
+            TaskState::Failed | TaskState::Cancelled => Some(Err(match slot.failure_mut() {
+                Some(f) => {
+                    f.retrieved = true;
+                    f.error.clone()
+                }
+                // Only `close()` ends a task with no failure recorded (and then forgets it).
+                None => Error::cancelled(),
+            })),
+            TaskState::Done => {
+                let Some(mut cell) = slot.cell.take() else {
+                    return Some(Err(Error::invalid_state("the task's result was already taken")));
+                };
                 // Free the cell outside the borrow: nothing user-visible drops here (the
                 // future is gone, the output moves out), but the rule keeps it simple.
                 drop(tasks);
@@ -763,6 +864,7 @@ impl LoopHandle {
                     _ => Some(Err(Error::invalid_state("task output type mismatch"))),
                 }
             }
+            _ => None,
         }
     }
 
@@ -773,20 +875,20 @@ impl LoopHandle {
         let mut tasks = self.inner.tasks.borrow_mut();
         let mut added = None;
         if let Some(slot) = tasks.get_mut(id.index as usize) {
-            if slot.id == id {
+            if slot.holds(id) {
                 added = slot.watchers.set_waker(waker, self.inner.id);
             }
         }
         // F4: count the new entry in the awaiting task's header (same borrow).
         if let Some(a) = added {
-            if let Some(s) = tasks.get_mut(a.index as usize).filter(|s| s.id == a) {
+            if let Some(s) = tasks.get_mut(a.index as usize).filter(|s| s.holds(a)) {
                 s.parked = s.parked.saturating_add(1);
             }
         }
         if let Running::Task(me) = current {
             if let Some(s) = tasks.get_mut(me.index as usize) {
-                if s.id == me {
-                    s.waiting_on = id;
+                if s.holds(me) {
+                    s.extra_mut().waiting_on = Some(id);
                 }
             }
         }
@@ -798,7 +900,7 @@ impl LoopHandle {
         let finished = {
             let mut tasks = self.inner.tasks.borrow_mut();
             match tasks.get_mut(id.index as usize) {
-                Some(s) if s.id == id && !s.state.is_finished() => {
+                Some(s) if s.holds(id) && !s.state.is_finished() => {
                     match &mut s.watchers {
                         w @ Watchers::None => *w = Watchers::Gather(link.core, link.index),
                         w => w.push_callback(Box::new(move |lp: &LoopHandle| link.fire(lp))),
@@ -815,13 +917,10 @@ impl LoopHandle {
     pub(crate) fn task_error(&self, id: TaskId) -> Option<Error> {
         let mut tasks = self.inner.tasks.borrow_mut();
         match tasks.get_mut(id.index as usize) {
-            Some(s) if s.id == id => match &mut s.body {
-                Body::Failed(f) => {
-                    f.retrieved = true;
-                    Some(f.error.clone())
-                }
-                _ => None,
-            },
+            Some(s) if s.holds(id) => s.failure_mut().map(|f| {
+                f.retrieved = true;
+                f.error.clone()
+            }),
             _ => None,
         }
     }
@@ -844,7 +943,7 @@ impl LoopHandle {
         let finished = {
             let mut tasks = self.inner.tasks.borrow_mut();
             match tasks.get_mut(id.index as usize) {
-                Some(s) if s.id == id && !s.state.is_finished() => {
+                Some(s) if s.holds(id) && !s.state.is_finished() => {
                     s.watchers.push_callback(f);
                     return;
                 }
@@ -862,12 +961,11 @@ impl LoopHandle {
             let Some(slot) = tasks.get_mut(id.index as usize) else {
                 return false;
             };
-            if slot.id != id || slot.state.is_finished() {
+            if !slot.holds(id) || slot.state.is_finished() {
                 return false;
             }
-            slot.cancel_requested = true;
-            let waiting_on = (slot.waiting_on != NO_TASK).then_some(slot.waiting_on);
-            (waiting_on, slot.queued)
+            slot.set_flag(CANCEL_REQUESTED, true);
+            (slot.waiting_on(), slot.queued())
         };
         self.emit_with(|| EventKind::TaskCancelRequested { task: id });
         // K2: cancel what we await first; we are woken when it finishes.
@@ -888,13 +986,10 @@ impl LoopHandle {
     pub fn task_exception(&self, id: TaskId) -> Option<Error> {
         let mut tasks = self.inner.tasks.borrow_mut();
         match tasks.get_mut(id.index as usize) {
-            Some(s) if s.id == id => match &mut s.body {
-                Body::Failed(f) => {
-                    f.retrieved = true;
-                    Some(f.error.clone())
-                }
-                _ => None,
-            },
+            Some(s) if s.holds(id) => s.failure_mut().map(|f| {
+                f.retrieved = true;
+                f.error.clone()
+            }),
             _ => None,
         }
     }
@@ -905,7 +1000,7 @@ impl LoopHandle {
     /// invent one.
     pub(crate) fn adjust_parked(&self, id: TaskId, delta: i32) {
         let Ok(mut tasks) = self.inner.tasks.try_borrow_mut() else { return };
-        if let Some(s) = tasks.get_mut(id.index as usize).filter(|s| s.id == id) {
+        if let Some(s) = tasks.get_mut(id.index as usize).filter(|s| s.holds(id)) {
             s.parked = if delta > 0 { s.parked.saturating_add(1) } else { s.parked.saturating_sub(1) };
         }
     }
@@ -913,25 +1008,25 @@ impl LoopHandle {
     /// A task's display name, if the task exists.
     pub fn task_name(&self, id: TaskId) -> Option<String> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.display_name())
+        tasks.get(id.index as usize).filter(|s| s.holds(id)).map(|s| s.display_name())
     }
 
     /// A task's state, if the task still has a slot.
     pub fn task_state(&self, id: TaskId) -> Option<TaskState> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.state)
+        tasks.get(id.index as usize).filter(|s| s.holds(id)).map(|s| s.state)
     }
 
     /// Where a task was spawned (`#[track_caller]`), for the inspector.
     pub fn task_spawned_at(&self, id: TaskId) -> Option<&'static Location<'static>> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.spawned_at)
+        tasks.get(id.index as usize).filter(|s| s.holds(id)).map(|s| s.spawned_at)
     }
 
     /// `size_of_val` of a task's future (its state machine), for the walkthrough.
     pub fn task_future_size(&self, id: TaskId) -> Option<usize> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.id == id).map(|s| s.future_size as usize)
+        tasks.get(id.index as usize).filter(|s| s.holds(id)).map(|s| s.future_size as usize)
     }
 
     /// The task being polled right now, if any. asyncio: `asyncio.current_task()`.
