@@ -73,10 +73,7 @@ impl<C> Watcher<C> {
     pub(crate) fn wake_awaiter(self, lp: &LoopHandle) {
         match self {
             Watcher::Waker(w) => w.wake(),
-            Watcher::Task(id) => {
-                lp.adjust_parked(id, -1);
-                lp.wake_task(id);
-            }
+            Watcher::Task(id) => lp.wake_task_unparking(id, true),
             Watcher::Callback { .. } => {}
         }
     }
@@ -92,14 +89,22 @@ impl<C> Watcher<C> {
 }
 
 /// Done-callbacks in registration order (F2).
+///
+/// Nearly every future has exactly one watcher (the task awaiting it), so the first entry is
+/// kept inline and only the second and later ones go to a `Vec`: a future that one task
+/// awaits allocates nothing for its list (the ping-pong benchmark, W2, made a `Vec`
+/// allocation per future before).
 pub(crate) struct DoneCallbacks<C> {
-    list: Vec<Watcher<C>>,
+    /// The first entry; `None` only if the list is empty.
+    first: Option<Watcher<C>>,
+    /// The entries after the first, in order.
+    rest: Vec<Watcher<C>>,
     next_id: u64,
 }
 
 impl<C> Default for DoneCallbacks<C> {
     fn default() -> Self {
-        DoneCallbacks { list: Vec::new(), next_id: 0 }
+        DoneCallbacks { first: None, rest: Vec::new(), next_id: 0 }
     }
 }
 
@@ -109,10 +114,14 @@ impl<C> DoneCallbacks<C> {
         Self::default()
     }
 
+    fn iter(&self) -> impl Iterator<Item = &Watcher<C>> {
+        self.first.iter().chain(&self.rest)
+    }
+
     /// Append a callback; returns its id.
     pub(crate) fn push_callback(&mut self, f: C) -> u64 {
         self.next_id += 1;
-        self.list.push(Watcher::Callback { id: self.next_id, f });
+        self.push(Watcher::Callback { id: self.next_id, f });
         self.next_id
     }
 
@@ -121,56 +130,86 @@ impl<C> DoneCallbacks<C> {
     /// Returns the task to count (F4) if a new task entry was added.
     #[must_use = "a new task entry must be counted (F4)"]
     pub(crate) fn set_waker(&mut self, waker: &Waker, loop_id: u64) -> Option<TaskId> {
-        if self.list.iter().any(|w| w.same_awaiter(waker, loop_id)) {
+        if self.iter().any(|w| w.same_awaiter(waker, loop_id)) {
             return None;
         }
         let w = Watcher::for_waker(waker, loop_id);
         let added = if let Watcher::Task(id) = &w { Some(*id) } else { None };
-        self.list.push(w);
+        self.push(w);
         added
     }
 
     /// F4: the list is dropped unfired (its future was dropped while tasks awaited it): those
     /// tasks no longer count it as something that can wake them.
     pub(crate) fn release_tasks(&mut self, lp: &LoopHandle) {
-        for w in &self.list {
+        for w in self.iter() {
             if let Watcher::Task(id) = w {
                 lp.adjust_parked(*id, -1);
             }
         }
-        self.list.clear();
+        self.first = None;
+        self.rest.clear();
     }
 
     /// Append an already-built entry.
     pub(crate) fn push(&mut self, w: Watcher<C>) {
-        self.list.push(w);
+        if self.first.is_none() {
+            self.first = Some(w);
+        } else {
+            self.rest.push(w);
+        }
     }
 
     /// Remove the callback with `id`; true if it was there.
     pub(crate) fn remove(&mut self, id: u64) -> bool {
-        let before = self.list.len();
-        self.list.retain(|w| !matches!(w, Watcher::Callback { id: i, .. } if *i == id));
-        before != self.list.len()
+        let is_it = |w: &Watcher<C>| matches!(w, Watcher::Callback { id: i, .. } if *i == id);
+        if self.first.as_ref().is_some_and(is_it) {
+            // The second entry, if any, moves up: the order of the others is kept.
+            self.first = (!self.rest.is_empty()).then(|| self.rest.remove(0));
+            return true;
+        }
+        let before = self.rest.len();
+        self.rest.retain(|w| !is_it(w));
+        before != self.rest.len()
+    }
+
+    /// Take every entry out, in order: the first, then the rest (a future that is done
+    /// fires them; taking two fields is cheaper than moving the whole list).
+    pub(crate) fn take_entries(&mut self) -> (Option<Watcher<C>>, Vec<Watcher<C>>) {
+        (self.first.take(), std::mem::take(&mut self.rest))
     }
 
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
-        self.list.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 }
 
 impl<C> IntoIterator for DoneCallbacks<C> {
     type Item = Watcher<C>;
-    type IntoIter = std::vec::IntoIter<Watcher<C>>;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Watcher<C>>, std::vec::IntoIter<Watcher<C>>>;
     fn into_iter(self) -> Self::IntoIter {
-        self.list.into_iter()
+        self.first.into_iter().chain(self.rest)
     }
 }
 
 /// Where a future's outcome stands.
 enum FutState<T> {
     Pending,
-    Done(Result<T, Error>),
+    Value(T),
+    /// Boxed: an `Error` is 56 bytes, and every future would carry them inline.
+    Failed(Box<Error>),
+}
+
+impl<T: Clone> FutState<T> {
+    /// The outcome as awaiters and `result()` get it (a copy each, F2).
+    fn outcome(&self) -> Option<Result<T, Error>> {
+        match self {
+            FutState::Pending => None,
+            FutState::Value(v) => Some(Ok(v.clone())),
+            FutState::Failed(e) => Some(Err((**e).clone())),
+        }
+    }
 }
 
 /// A done-callback of a `LoopFuture<T>`: it receives the future, as in asyncio.
@@ -185,8 +224,10 @@ struct FutureCell<T> {
 
 impl<T> Drop for FutureCell<T> {
     fn drop(&mut self) {
-        let lp = self.lp.clone();
-        self.callbacks.release_tasks(&lp);
+        if self.callbacks.len() > 0 {
+            let lp = self.lp.clone();
+            self.callbacks.release_tasks(&lp);
+        }
     }
 }
 
@@ -207,9 +248,9 @@ impl<T> fmt::Debug for LoopFuture<T> {
         let c = self.cell.borrow();
         let state = match &c.state {
             FutState::Pending => "pending",
-            FutState::Done(Ok(_)) => "finished",
-            FutState::Done(Err(Error::Cancelled(_))) => "cancelled",
-            FutState::Done(Err(_)) => "failed",
+            FutState::Value(_) => "finished",
+            FutState::Failed(e) if matches!(**e, Error::Cancelled(_)) => "cancelled",
+            FutState::Failed(_) => "failed",
         };
         f.debug_struct("LoopFuture").field("state", &state).field("callbacks", &c.callbacks.len()).finish()
     }
@@ -244,7 +285,7 @@ impl<T: 'static> LoopFuture<T> {
 
     /// Cancelled? asyncio: `cancelled()`.
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.cell.borrow().state, FutState::Done(Err(Error::Cancelled(_))))
+        matches!(&self.cell.borrow().state, FutState::Failed(e) if matches!(**e, Error::Cancelled(_)))
     }
 
     /// Complete with a value (F3). asyncio: `set_result`.
@@ -270,22 +311,34 @@ impl<T: 'static> LoopFuture<T> {
     fn complete(&self, outcome: Result<T, Error>) -> Result<(), Error> {
         let callbacks = {
             let mut c = self.cell.borrow_mut();
-            if let FutState::Done(prev) = &c.state {
-                let what = if matches!(prev, Err(Error::Cancelled(_))) { "cancelled" } else { "finished" };
+            let what = match &c.state {
+                FutState::Pending => None,
+                FutState::Failed(e) if matches!(**e, Error::Cancelled(_)) => Some("cancelled"),
+                _ => Some("finished"),
+            };
+            if let Some(what) = what {
                 return Err(Error::invalid_state(format!("invalid state: the future is already {what}")));
             }
-            c.state = FutState::Done(outcome);
-            std::mem::take(&mut c.callbacks)
+            c.state = match outcome {
+                Ok(v) => FutState::Value(v),
+                Err(e) => FutState::Failed(Box::new(e)),
+            };
+            c.callbacks.take_entries()
         };
         // F1, F2: schedule, in order, with no borrow held.
-        for w in callbacks {
-            match w {
-                Watcher::Callback { f, .. } => {
-                    let me = self.clone();
-                    self.lp.call_soon(move |_| f(&me));
-                }
-                other => other.wake_awaiter(&self.lp),
+        let fire = |w: Watcher<FutCallback<T>>| match w {
+            Watcher::Callback { f, .. } => {
+                let me = self.clone();
+                self.lp.call_soon(move |_| f(&me));
             }
+            other => other.wake_awaiter(&self.lp),
+        };
+        let (first, rest) = callbacks;
+        if let Some(w) = first {
+            fire(w);
+        }
+        if !rest.is_empty() {
+            rest.into_iter().for_each(fire);
         }
         Ok(())
     }
@@ -314,9 +367,9 @@ impl<T: 'static> LoopFuture<T> {
     pub fn exception(&self) -> Result<Option<Error>, Error> {
         match &self.cell.borrow().state {
             FutState::Pending => Err(Error::invalid_state("Exception is not set.")),
-            FutState::Done(Err(e @ Error::Cancelled(_))) => Err(e.clone()),
-            FutState::Done(Err(e)) => Ok(Some(e.clone())),
-            FutState::Done(Ok(_)) => Ok(None),
+            FutState::Failed(e) if matches!(**e, Error::Cancelled(_)) => Err((**e).clone()),
+            FutState::Failed(e) => Ok(Some((**e).clone())),
+            FutState::Value(_) => Ok(None),
         }
     }
 
@@ -330,10 +383,7 @@ impl<T: Clone + 'static> LoopFuture<T> {
     /// The result: `InvalidState` while pending, the error if it failed or was cancelled.
     /// asyncio: `result()`.
     pub fn result(&self) -> Result<T, Error> {
-        match &self.cell.borrow().state {
-            FutState::Pending => Err(Error::invalid_state("Result is not set.")),
-            FutState::Done(r) => r.clone(),
-        }
+        self.cell.borrow().state.outcome().unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
     }
 }
 
@@ -344,9 +394,9 @@ impl<T: Clone + 'static> Future for LoopFuture<T> {
     /// future does not yield). Else park the waker as a done-callback (F2).
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
         let mut c = self.cell.borrow_mut();
-        match &c.state {
-            FutState::Done(r) => Poll::Ready(r.clone()),
-            FutState::Pending => {
+        match c.state.outcome() {
+            Some(r) => Poll::Ready(r),
+            None => {
                 let added = c.callbacks.set_waker(cx.waker(), self.lp.id());
                 drop(c);
                 if let Some(id) = added {

@@ -582,8 +582,15 @@ impl LoopHandle {
 
     /// Wake `id` (W2, W3), recording who woke it from what is running now.
     pub(crate) fn wake_task(&self, id: TaskId) {
+        self.wake_task_unparking(id, false);
+    }
+
+    /// [`wake_task`](Self::wake_task) for a watcher entry that named `id` and has now
+    /// fired: with `unpark`, the entry also stops counting in the task's `parked` (F4), in
+    /// the same look-up of the slot.
+    pub(crate) fn wake_task_unparking(&self, id: TaskId, unpark: bool) {
         // Who woke it is only needed for the event log: worked out only when a sink listens.
-        self.schedule_task_by(id, || match self.inner.current.get() {
+        self.schedule_task_by(id, unpark, || match self.inner.current.get() {
             Running::Idle => WakeSource::Outside,
             Running::Task(t) => WakeSource::Task(t),
             Running::Callback { index, seq } => WakeSource::Callback(CallbackId { index, seq }),
@@ -595,18 +602,21 @@ impl LoopHandle {
 
     /// Put `id` in the ready queue unless it is stale, finished or already queued.
     pub(crate) fn schedule_task(&self, id: TaskId, by: WakeSource) {
-        self.schedule_task_by(id, || by);
+        self.schedule_task_by(id, false, || by);
     }
 
     /// [`schedule_task`](Self::schedule_task), with the waker's identity computed on demand.
     #[inline]
-    fn schedule_task_by(&self, id: TaskId, by: impl FnOnce() -> WakeSource) {
+    fn schedule_task_by(&self, id: TaskId, unpark: bool, by: impl FnOnce() -> WakeSource) {
         {
             let mut tasks = self.inner.tasks.borrow_mut();
-            let Some(slot) = tasks.get_mut(id.index as usize) else {
+            let Some(slot) = tasks.get_mut(id.index as usize).filter(|s| s.holds(id)) else {
                 return;
             };
-            if !slot.holds(id) || slot.queued() || slot.state.is_finished() {
+            if unpark {
+                slot.parked = slot.parked.saturating_sub(1); // F4
+            }
+            if slot.queued() || slot.state.is_finished() {
                 return; // W2, W3
             }
             slot.set_queued(true);
