@@ -113,6 +113,35 @@ fn future_remove_done_callback() {
     assert_eq!(log.take(), ["b"]);
 }
 
+/// Three callbacks added, some removed, the others run in registration order. The first
+/// entry of a future's list is kept inline and the rest in a `Vec` (src/future.rs): these
+/// remove from the inline entry, from both, and from the `Vec`.
+/// CPython: test_futures.py::BaseFutureDoneCallbackTests::test_callbacks_remove_first_callback,
+/// test_callbacks_remove_first_and_second_callback, test_callbacks_remove_third_callback
+#[test]
+fn future_remove_first_second_third_callback() {
+    for (remove, expected) in [(vec![0, 0], vec![17, 100]), (vec![0, 1, 0], vec![100]), (vec![2, 2], vec![42, 17])] {
+        let (lp, log) = virtual_loop();
+        let f = LoopFuture::<&str>::new(&lp);
+        let tokens: Vec<_> = [42, 17, 100]
+            .into_iter()
+            .map(|v| {
+                let l = log.clone();
+                f.add_done_callback(move |_| l.push(v.to_string()))
+            })
+            .collect();
+        for i in &remove {
+            f.remove_done_callback(tokens[*i]);
+        }
+        assert!(log.take().is_empty());
+        f.set_result("foo").unwrap();
+        lp.run_until_idle().unwrap();
+        let want: Vec<String> = expected.iter().map(|v| v.to_string()).collect();
+        assert_eq!(log.take(), want, "removing {remove:?}");
+        assert_eq!(f.result().unwrap(), "foo");
+    }
+}
+
 /// A callback added after completion is scheduled too, never run inline (F1).
 /// CPython: test_futures.py::BaseFutureDoneCallbackTests::test_callbacks_remove_first_callback
 /// (its `_new_future` + `add_done_callback` after `set_result` path)
