@@ -198,8 +198,9 @@ fn w2_yield(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
     })
 }
 
-/// Ping-pong through one-shot futures: each round trip completes two futures. looplab uses
-/// `LoopFuture`s (asyncio's Future), tokio its `oneshot`, smol `async-channel` bounded(1).
+/// Ping-pong between two tasks: each round trip sends two messages. looplab completes two
+/// fresh `LoopFuture`s (asyncio's Future) per round trip; tokio uses `mpsc` bound 1 and smol
+/// `async-channel` bound 1 (a channel each way, reused).
 fn w2_chan(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
     Box::pin(async move {
         let t = Instant::now();
