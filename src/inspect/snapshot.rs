@@ -468,3 +468,36 @@ impl fmt::Display for LoopSnapshot {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{EventLoop, TaskState, yield_now};
+
+    /// A task reads its own header from inside its poll: while its future is out of the slot
+    /// being polled, the slot still holds what the walkthrough prints of it (poll count,
+    /// spawn site, future size), so the snapshot sees the running task whole, beside a
+    /// waiting one. (Fields kept with the future, in its box, would vanish from the slot
+    /// during the poll.)
+    #[test]
+    fn a_running_task_sees_its_own_header() {
+        let lp = EventLoop::new_virtual();
+        let h = lp.handle();
+        let waiting = h.spawn_named("waiting", std::future::pending::<()>());
+        let waiting_id = waiting.id();
+        let h2 = h.clone();
+        let me = h.spawn_named("me", async move {
+            yield_now().await;
+            let me = h2.current_task().expect("inside a task");
+            let snap = h2.snapshot();
+            (snap.task(me).cloned(), snap.task(waiting_id).cloned())
+        });
+        let (mine, other) = lp.run_until_complete(me).unwrap().unwrap();
+        let mine = mine.expect("the running task is in the snapshot");
+        assert_eq!((mine.name.as_str(), mine.state, mine.polls), ("me", TaskState::Running, 2));
+        assert!(mine.spawned_at.contains("snapshot.rs"), "{}", mine.spawned_at);
+        assert!(mine.future_size > 0);
+        let other = other.expect("the waiting task too");
+        assert_eq!((other.name.as_str(), other.state, other.polls), ("waiting", TaskState::Waiting, 1));
+        drop(waiting);
+    }
+}
