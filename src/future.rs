@@ -8,9 +8,9 @@
 //! after it (F2).
 //!
 //! ```text
-//!   LoopFuture<T> ── Rc ──► FutureCell { state: Pending | Done(Ok(T) | Err(e)) | Cancelled,
-//!                                        callbacks: [cb#1, waker(T3), cb#2] }
-//!   set_result(v):  state = Done(Ok(v))
+//!   LoopFuture<T> ── Rc ──► FutureCell { state: Pending | Value(T) | Failed(Box<Error>),
+//!                                        callbacks: first: cb#1 | rest: [waker(T3), cb#2] }
+//!   set_result(v):  state = Value(v)
 //!                   call_soon(cb#1); wake(T3); call_soon(cb#2)   ──► ready queue, in order
 //! ```
 //!
