@@ -252,7 +252,7 @@ impl Watchers {
 /// Its size is what a spawn costs in memory traffic: the slab holds one header per live
 /// task in one `Vec`, and with 1,000,000 tasks alive that `Vec` is fresh memory the kernel
 /// must fault in page by page. Measured on W1 (spawn and join 1,000,000 tasks): every byte
-/// of header cost about 0.7 ns per task (`DESIGN.md` §12). So the fields every task uses
+/// of header cost about 0.7 ns per task (`DESIGN.md` §3). So the fields every task uses
 /// are here, packed, and what few tasks use (a name, an owned waker, the task it awaits, a
 /// failure) is in [`SlotExtra`], boxed, allocated the first time a task needs it.
 ///
