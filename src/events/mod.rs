@@ -508,7 +508,7 @@ impl LoopHandle {
         let seq = self.next_seq();
         let index = self.inner.callbacks.borrow_mut().insert(CallbackSlot { seq, f, timer: NO_TIMER }) as u32;
         let id = CallbackId { index, seq };
-        self.inner.ready.borrow_mut().push_back(Ready::callback(id));
+        self.inner.ready.borrow_mut().push_back(Ready::callback(id.index, id.seq));
         self.emit_with(|| EventKind::CallbackScheduled { id });
         id
     }
@@ -705,7 +705,7 @@ impl LoopHandle {
             };
             match entry.kind() {
                 ReadyKind::Task(id) => self.run_task(id),
-                ReadyKind::Callback(id) => self.run_callback(id),
+                ReadyKind::Callback { index, seq_low } => self.run_callback(index, seq_low),
             }
         }
         if inner.lost_waker_check.get() {
@@ -928,7 +928,7 @@ impl LoopHandle {
                 if let Some(slot) = cbs.get_mut(e.payload as usize) {
                     slot.timer = NO_TIMER;
                 }
-                ready.push_back(Ready::callback(CallbackId { index: e.payload, seq: e.seq }));
+                ready.push_back(Ready::callback(e.payload, e.seq));
             }
         }
         if inner.tracer.on() {
@@ -964,15 +964,17 @@ impl LoopHandle {
     }
 
     /// Run one callback (E4: skipped if cancelled; E7: panics caught).
-    fn run_callback(&self, id: CallbackId) {
+    /// Run the callback in slot `index` if its sequence number ends in `seq_low` (E4, E9).
+    fn run_callback(&self, index: u32, seq_low: u32) {
         let inner = &self.inner;
         let slot = {
             let mut cbs = inner.callbacks.borrow_mut();
-            match cbs.get(id.index as usize) {
-                Some(s) if s.seq == id.seq && s.timer == NO_TIMER => cbs.remove(id.index as usize),
+            match cbs.get(index as usize) {
+                Some(s) if s.seq as u32 == seq_low && s.timer == NO_TIMER => cbs.remove(index as usize),
                 _ => return, // E4
             }
         };
+        let id = CallbackId { index, seq: slot.seq };
         match slot.f {
             CallbackFn::Wake(w) => {
                 // A sleep's timer: wake the task, attributing it to the timer.

@@ -13,70 +13,82 @@
 //!              head=2    len=3   mask=7
 //! ```
 //!
-//! Entries are 16 bytes, two `u64`s (see [`Ready`]), and the slots are plain values (`Copy`),
+//! Entries are 8 bytes, one `u64` (see [`Ready`]), and the slots are plain values (`Copy`),
 //! so the buffer is a `Vec` filled with an unused value: no `MaybeUninit`, no `unsafe`.
 //!
 //! # Invariants
 //! - **E8** `buf.len()` is a power of two at least 8; `len <= buf.len()`; the live entries are
 //!   `buf[(head + i) & mask]` for `i < len`, oldest first.
+//! - **E9** A slab index in an entry is below 2^31 (bit 31 tells tasks from callbacks), and a
+//!   callback entry keeps the low 32 bits of its sequence number: a stale entry could be
+//!   mistaken for a newer callback in the same slot only if 2^32 callbacks were scheduled
+//!   while it waited in the queue, which it does for at most one iteration.
 
 use crate::task::TaskId;
-use crate::trace::CallbackId;
 
 /// One entry of the ready queue. asyncio: a `Handle` in `_ready`; a task step is a Handle
 /// of `Task.__step` there, a task id here.
 ///
-/// Two plain `u64`s, not an enum, on purpose: Rust passes a pair of integers in two
-/// registers, so `push_back` writes them straight from registers. An enum of the same 16 bytes
-/// is built on the stack field by field and then re-read as one 16-byte load, which the CPU
-/// cannot forward from the smaller stores: that stall was a quarter of a task switch (measured
-/// with `perf annotate` on the `yield_now` benchmark). [`Ready::kind`] decodes it.
+/// One plain `u64`, not an enum, on purpose: it travels in one register, so `push_back`
+/// writes it straight from a register. An enum is built on the stack field by field and then
+/// re-read as one load, which the CPU cannot forward from the smaller stores: that stall was a
+/// quarter of a task switch (measured with `perf annotate` on the `yield_now` benchmark).
+/// And 8 bytes, not 16: with a million tasks spawned at once (W1) the queue is a million
+/// entries of fresh memory. [`Ready::kind`] decodes it (E9):
 ///
 /// ```text
-///   task:      key = generation << 32 | index   seq = TASK (u64::MAX, never a callback's seq)
-///   callback:  key = index                      seq = the callback's scheduling seq
+///   bit   63 ............ 32   31   30 ............ 0
+///   task:     generation        0     slab index
+///   callback: seq (low 32 bits) 1     slab index
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Ready {
-    key: u64,
-    seq: u64,
-}
+pub(crate) struct Ready(u64);
 
 /// What a ready-queue entry asks the loop to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReadyKind {
     /// Poll this task.
     Task(TaskId),
-    /// Run this callback (from `call_soon`, a due timer, or a done-callback).
-    Callback(CallbackId),
+    /// Run the callback in this slot of the callback slab (from `call_soon`, a due timer, or a
+    /// done-callback) if its sequence number ends in `seq_low` (E9).
+    Callback {
+        /// Slot in the callback slab.
+        index: u32,
+        /// The low 32 bits of the callback's scheduling sequence number.
+        seq_low: u32,
+    },
 }
 
 impl Ready {
-    /// Marks a task entry: callback seqs count up from 1 and never get here.
-    const TASK: u64 = u64::MAX;
+    /// Bit 31: a callback entry.
+    const CALLBACK: u64 = 1 << 31;
 
     /// Fills the ring's empty slots; never read as an entry (E8).
-    const UNUSED: Ready = Ready { key: 0, seq: 0 };
+    const UNUSED: Ready = Ready(0);
 
     /// The entry that polls task `id`.
     #[inline]
     pub(crate) fn task(id: TaskId) -> Ready {
-        Ready { key: (u64::from(id.generation) << 32) | u64::from(id.index), seq: Ready::TASK }
+        debug_assert!(u64::from(id.index) < Ready::CALLBACK, "E9: task slot index below 2^31");
+        Ready((u64::from(id.generation) << 32) | u64::from(id.index))
     }
 
-    /// The entry that runs callback `id`.
+    /// The entry that runs the callback in slot `index` scheduled with sequence number `seq`.
     #[inline]
-    pub(crate) fn callback(id: CallbackId) -> Ready {
-        Ready { key: u64::from(id.index), seq: id.seq }
+    pub(crate) fn callback(index: u32, seq: u64) -> Ready {
+        debug_assert!(u64::from(index) < Ready::CALLBACK, "E9: callback slot index below 2^31");
+        Ready((seq << 32) | Ready::CALLBACK | u64::from(index))
     }
 
     /// Decode.
     #[inline]
     pub(crate) fn kind(self) -> ReadyKind {
-        if self.seq == Ready::TASK {
-            ReadyKind::Task(TaskId { index: self.key as u32, generation: (self.key >> 32) as u32 })
+        let index = (self.0 as u32) & !(Ready::CALLBACK as u32);
+        let high = (self.0 >> 32) as u32;
+        if self.0 & Ready::CALLBACK == 0 {
+            ReadyKind::Task(TaskId { index, generation: high })
         } else {
-            ReadyKind::Callback(CallbackId { index: self.key as u32, seq: self.seq })
+            ReadyKind::Callback { index, seq_low: high }
         }
     }
 }
@@ -238,9 +250,14 @@ mod tests {
 
     #[test]
     fn entries_decode_to_what_was_pushed() {
-        let task = TaskId { index: 7, generation: u32::MAX };
-        let cb = CallbackId { index: 3, seq: u64::MAX - 1 };
+        let task = TaskId { index: (1 << 31) - 1, generation: u32::MAX };
         assert_eq!(Ready::task(task).kind(), ReadyKind::Task(task));
-        assert_eq!(Ready::callback(cb).kind(), ReadyKind::Callback(cb));
+        let task = TaskId { index: 0, generation: 1 };
+        assert_eq!(Ready::task(task).kind(), ReadyKind::Task(task));
+        // E9: a callback entry keeps the low 32 bits of its sequence number.
+        let seq = (5u64 << 32) | 0xdead_beef;
+        assert_eq!(Ready::callback(3, seq).kind(), ReadyKind::Callback { index: 3, seq_low: 0xdead_beef });
+        assert_eq!(Ready::callback((1 << 31) - 1, 1).kind(), ReadyKind::Callback { index: (1 << 31) - 1, seq_low: 1 });
+        assert_eq!(std::mem::size_of::<Ready>(), 8);
     }
 }

@@ -213,15 +213,20 @@ impl LoopHandle {
             Running::Remote => RunningNow::Remote,
         };
         let callbacks = inner.callbacks.borrow();
-        let kind_of =
-            |id: CallbackId| callbacks.get(id.index as usize).filter(|s| s.seq == id.seq).map(|s| callback_kind(&s.f));
+        // A ready entry keeps the low 32 bits of its callback's seq (E9): the slot has the rest.
+        let entry_of = |index: u32, seq_low: u32| match callbacks.get(index as usize) {
+            Some(s) if s.seq as u32 == seq_low => {
+                ReadyEntry::Callback { id: CallbackId { index, seq: s.seq }, kind: Some(callback_kind(&s.f)) }
+            }
+            _ => ReadyEntry::Callback { id: CallbackId { index, seq: u64::from(seq_low) }, kind: None },
+        };
         let (ready, ready_capacity) = {
             let q = inner.ready.borrow();
             let list = q
                 .iter()
                 .map(|r| match r.kind() {
                     ReadyKind::Task(t) => ReadyEntry::Task(t),
-                    ReadyKind::Callback(id) => ReadyEntry::Callback { id, kind: kind_of(id) },
+                    ReadyKind::Callback { index, seq_low } => entry_of(index, seq_low),
                 })
                 .collect();
             (list, q.capacity())
