@@ -816,31 +816,39 @@ impl LoopHandle {
                 _ => return,
             }
         };
+        self.forget_slot(slot);
+    }
+
+    /// A removed slot: report an unread failure (K4), then drop it, with no borrow held
+    /// (dropping the output may run user destructors).
+    fn forget_slot(&self, slot: TaskSlot) {
         if let Some(f) = slot.extra.as_ref().and_then(|e| e.failure.as_ref()) {
             if let (Error::Panicked(p), false) = (&f.error, f.retrieved) {
                 self.report(&format!("Task exception was never retrieved: {p}"));
             }
         }
-        drop(slot); // outside the borrow: dropping the output may run user destructors
+        drop(slot);
     }
 
-    /// The handle was dropped: free the slot now if finished, else when it finishes.
+    /// The handle was dropped: free the slot now if finished (in the same look-up), else
+    /// when it finishes.
     fn release_task_handle(&self, id: TaskId) {
-        let finished = {
+        let slot = {
             let Ok(mut tasks) = self.inner.tasks.try_borrow_mut() else {
                 return;
             };
             match tasks.get_mut(id.index as usize) {
                 Some(s) if s.holds(id) => {
-                    s.set_flag(HANDLE_ALIVE, false);
-                    s.state.is_finished()
+                    if !s.state.is_finished() {
+                        s.set_flag(HANDLE_ALIVE, false);
+                        return;
+                    }
+                    tasks.remove(id.index as usize)
                 }
                 _ => return,
             }
         };
-        if finished {
-            self.free_task_slot(id);
-        }
+        self.forget_slot(slot);
     }
 
     /// If finished, take the result out (once); else None.
