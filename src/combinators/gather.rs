@@ -165,7 +165,7 @@ impl ChildLink {
             return;
         }
         if c.fail_fast {
-            if let Some(e) = lp.task_error(id) {
+            if let Some(e) = lp.task_exception(id) {
                 c.error = Some(e);
                 c.done = true;
                 let held = c.take_held();

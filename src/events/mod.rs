@@ -963,8 +963,8 @@ impl LoopHandle {
         }
     }
 
-    /// Run one callback (E4: skipped if cancelled; E7: panics caught).
-    /// Run the callback in slot `index` if its sequence number ends in `seq_low` (E4, E9).
+    /// Run the callback in slot `index` if its sequence number ends in `seq_low` (E9); a
+    /// cancelled one is skipped (E4), a panic caught (E7).
     fn run_callback(&self, index: u32, seq_low: u32) {
         let inner = &self.inner;
         let slot = {

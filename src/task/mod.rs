@@ -350,6 +350,11 @@ impl TaskSlot {
     }
 
     /// How it failed, if it is FAILED or CANCELLED.
+    pub(crate) fn failure(&self) -> Option<&Failure> {
+        self.extra.as_ref().and_then(|e| e.failure.as_ref())
+    }
+
+    /// [`failure`](Self::failure), to mark it retrieved.
     pub(crate) fn failure_mut(&mut self) -> Option<&mut Failure> {
         self.extra.as_mut().and_then(|e| e.failure.as_mut())
     }
@@ -757,19 +762,16 @@ impl LoopHandle {
             // K5: a finished task has no step left; an entry it queued for itself during its
             // last step is now stale, and `run_task` returns at its `queued` check.
             slot.set_queued(false);
-            let owned = match ending {
-                Ending::Value(cell) => {
-                    slot.cell = Some(cell);
-                    slot.extra.as_deref_mut().and_then(|e| e.waker.take())
-                }
+            match ending {
+                Ending::Value(cell) => slot.cell = Some(cell),
                 Ending::Failed(failure) => {
                     slot.cell = None;
-                    let extra = slot.extra_mut();
-                    extra.failure = Some(failure);
-                    extra.waker.take()
+                    slot.extra_mut().failure = Some(failure);
                 }
-            };
-            drop(owned);
+            }
+            if let Some(extra) = slot.extra.as_deref_mut() {
+                extra.waker = None;
+            }
             (std::mem::take(&mut slot.watchers), !slot.handle_alive())
         };
         self.emit_with(|| EventKind::TaskFinished { task: id, outcome });
@@ -822,7 +824,7 @@ impl LoopHandle {
     /// A removed slot: report an unread failure (K4), then drop it, with no borrow held
     /// (dropping the output may run user destructors).
     fn forget_slot(&self, slot: TaskSlot) {
-        if let Some(f) = slot.extra.as_ref().and_then(|e| e.failure.as_ref()) {
+        if let Some(f) = slot.failure() {
             if let (Error::Panicked(p), false) = (&f.error, f.retrieved) {
                 self.report(&format!("Task exception was never retrieved: {p}"));
             }
@@ -931,18 +933,6 @@ impl LoopHandle {
         self.schedule_callback(CallbackFn::Gather(finished));
     }
 
-    /// A finished gather child's error (marked retrieved), or `None` if it returned a value.
-    pub(crate) fn task_error(&self, id: TaskId) -> Option<Error> {
-        let mut tasks = self.inner.tasks.borrow_mut();
-        match tasks.get_mut(id.index as usize) {
-            Some(s) if s.holds(id) => s.failure_mut().map(|f| {
-                f.retrieved = true;
-                f.error.clone()
-            }),
-            _ => None,
-        }
-    }
-
     /// Take a gather child's result and free its slot (the handle the gather owned, G4).
     pub(crate) fn take_child_result<T: 'static>(&self, id: TaskId) -> Result<T, Error> {
         let r = self.take_task_result::<T>(id).unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")));
@@ -953,7 +943,7 @@ impl LoopHandle {
     /// Drop a gather child nobody will read: a failure counts as retrieved (asyncio's
     /// `_done_callback` calls `fut.exception()`), and the slot is freed once it finished.
     pub(crate) fn release_child(&self, id: TaskId) {
-        self.task_error(id);
+        self.task_exception(id);
         self.release_task_handle(id);
     }
 
