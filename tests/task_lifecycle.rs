@@ -656,6 +656,57 @@ fn task_result_states() {
     assert!(matches!(t.result(), Err(Error::InvalidState(_))));
 }
 
+/// Reading the value hands the slot over (see `Task`): the slab forgets an unnamed task at
+/// once, and the handle still answers as asyncio's task object does after `result()`: done,
+/// not cancelled, its name, `cancel()` false, the value not readable twice, a done-callback
+/// scheduled (not run inline). A named task keeps its slot, and its name, until the handle
+/// goes. looplab's own rule (asyncio keeps the task object alive as long as it is referenced).
+#[test]
+fn reading_the_value_frees_the_slot_and_the_handle_answers() {
+    let lp = EventLoop::new_virtual();
+    let mut plain = lp.spawn(async { 5 });
+    let mut named = lp.spawn_named("keeper", async { 6 });
+    let (plain_id, named_id) = (plain.id(), named.id());
+    lp.run_until_idle().unwrap();
+    assert_eq!(lp.snapshot().tasks.len(), 2);
+
+    assert_eq!(plain.result(), Ok(5));
+    assert_eq!(lp.task_state(plain_id), None, "an unnamed task's slot is freed by the read");
+    assert_eq!(plain.id(), plain_id, "the handle's id does not change");
+    assert_eq!((plain.state(), plain.is_done(), plain.is_cancelled()), (TaskState::Done, true, false));
+    assert_eq!(plain.name(), format!("Task-{}", plain_id.number()));
+    assert!(!plain.cancel());
+    assert!(matches!(plain.result(), Err(Error::InvalidState(e)) if e.message.contains("already taken")));
+
+    assert_eq!(named.result(), Ok(6));
+    assert_eq!(lp.task_state(named_id), Some(TaskState::Done), "a named task keeps its slot");
+    assert_eq!(named.name(), "keeper");
+    assert_eq!(lp.snapshot().tasks.len(), 1);
+
+    let log = Log::new();
+    let l = log.clone();
+    plain.add_done_callback(move |_| l.push("done-callback"));
+    assert!(log.take().is_empty(), "scheduled, not run inline");
+    lp.run_until_idle().unwrap();
+    assert_eq!(log.take(), ["done-callback"]);
+
+    // Awaiting hands over the same way; dropping the handles afterwards frees the rest once.
+    let awaited = lp.spawn(async { 7 });
+    let (first, second, awaited) = lp
+        .run_until_complete(async move {
+            let mut t = awaited;
+            let first = (&mut t).await;
+            let second = (&mut t).await;
+            (first, second, t)
+        })
+        .unwrap();
+    assert_eq!(first, Ok(7));
+    assert!(matches!(second, Err(Error::InvalidState(_))), "{second:?}");
+    assert!(awaited.is_done());
+    drop((plain, named, awaited));
+    assert!(lp.snapshot().tasks.is_empty());
+}
+
 /// A waker used after its task is gone does nothing (W2).
 #[test]
 fn stale_waker_is_harmless() {

@@ -10,14 +10,17 @@
 //! ```text
 //!   Pin<Box<TaskCell<F>>>          (one allocation, size = max(F, F::Output) + tag)
 //!   ┌─────────────────────────┐  poll → Ready(v)   ┌──────────────────────┐  take_output
-//!   │ Running(F)  (pinned)    │ ─────────────────► │ Done(F::Output)      │ ─────────────►  Taken
-//!   └─────────────────────────┘  F dropped in place└──────────────────────┘  moved into the
-//!                                 (its destructors                            awaiting Task<T>
-//!                                  run right there)
+//!   │ Running(F)  (pinned)    │ ─────────────────► │ Done(F::Output)      │ ─────────────►  (freed)
+//!   └─────────────────────────┘  F dropped in place└──────────────────────┘  v moved into the
+//!                                 (its destructors                            awaiting Task<T>,
+//!                                  run right there)                           then the box freed
 //! ```
 //!
-//! The reader names the type it expects through `&mut dyn Any` (an `Option<T>` slot), so a
-//! wrong type is a checked error, never a wrong read.
+//! The reader names the type it expects by its `TypeId` and passes where to put it; the cell
+//! writes there only if that is its output's type, so a wrong type is a checked error, never
+//! a wrong read. Reading the output also frees the box, in the same call (one virtual call
+//! and a compare of two constants per join, where `&mut dyn Any` cost two virtual calls,
+//! `Any::type_id` being one of them, and the box's drop a third).
 //!
 //! # Invariants
 //! - **B1** `F` is structurally pinned: while the cell is `Running`, `F` is never moved; it
@@ -29,7 +32,7 @@
 //! A `Task` object keeps its coroutine while it runs and its `_result` after; one object, two
 //! lives. Rust's price for many output types in one slab is the type-erased read.
 
-use std::any::Any;
+use std::any::TypeId;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -38,9 +41,13 @@ use std::task::{Context, Poll};
 pub(crate) trait TaskFuture {
     /// Poll the future; when it finishes, its output is kept inside (and the future dropped).
     fn poll_task(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
-    /// Move the kept output into `dst`, which must be an `Option<F::Output>`. Returns false if
-    /// `dst` is of another type or there is no output (not finished, or already taken).
-    fn take_output(self: Pin<&mut Self>, dst: &mut dyn Any) -> bool;
+    /// Move the kept output into `*dst` and free the box. Returns false (the box is freed
+    /// all the same, with whatever it held) if `want` is not the output's type or there is
+    /// no output (not finished, or already taken).
+    ///
+    /// # Safety
+    /// `dst` must point to a live `Option<T>` with `TypeId::of::<T>() == want`.
+    unsafe fn take_output(self: Pin<Box<Self>>, want: TypeId, dst: *mut ()) -> bool;
 }
 
 /// The boxed cell of one task (B1).
@@ -49,7 +56,7 @@ pub(crate) enum TaskCell<F: Future> {
     Running(F),
     /// Finished: the output, waiting for its reader.
     Done(F::Output),
-    /// The output was read (or dropped).
+    /// The output was moved out (for the instant before `take_output` frees the box).
     Taken,
 }
 
@@ -86,20 +93,23 @@ where
         }
     }
 
-    fn take_output(self: Pin<&mut Self>, dst: &mut dyn Any) -> bool {
-        let Some(slot) = dst.downcast_mut::<Option<F::Output>>() else {
-            return false;
-        };
-        // SAFETY: B1. We move data out only in the `Done` state, where no `F` exists; the
-        // output was never pinned. In `Running` nothing is touched.
-        let this = unsafe { self.get_unchecked_mut() };
-        if !matches!(this, TaskCell::Done(_)) {
+    unsafe fn take_output(self: Pin<Box<Self>>, want: TypeId, dst: *mut ()) -> bool {
+        if want != TypeId::of::<F::Output>() {
             return false;
         }
-        let TaskCell::Done(v) = std::mem::replace(this, TaskCell::Taken) else {
+        // SAFETY: B1. The box is unpinned to move the output out, which happens only in the
+        // `Done` state, where no `F` exists; the output was never pinned. A `Running` cell
+        // is only dropped (in place, as the box frees it), never moved.
+        let mut cell = unsafe { Pin::into_inner_unchecked(self) };
+        if !matches!(*cell, TaskCell::Done(_)) {
+            return false;
+        }
+        let TaskCell::Done(v) = std::mem::replace(&mut *cell, TaskCell::Taken) else {
             return false;
         };
-        *slot = Some(v);
+        // SAFETY: `want` is `F::Output`'s id (checked above), so by this method's contract
+        // `dst` points to a live `Option<F::Output>`.
+        unsafe { *dst.cast::<Option<F::Output>>() = Some(v) };
         true
     }
 }
@@ -120,31 +130,45 @@ mod tests {
     }
 
     #[test]
-    fn output_lives_in_the_cell_and_is_read_once_with_its_type() {
+    fn output_lives_in_the_cell_and_is_read_with_its_type() {
         let drops = Rc::new(Cell::new(0));
-        let g = Guard(drops.clone());
-        let mut cell: Pin<Box<dyn TaskFuture>> = Box::pin(TaskCell::new(async move {
-            let _g = g;
-            String::from("out")
-        }));
+        let make = || -> Pin<Box<dyn TaskFuture>> {
+            let g = Guard(drops.clone());
+            Box::pin(TaskCell::new(async move {
+                let _g = g;
+                String::from("out")
+            }))
+        };
         let mut cx = Context::from_waker(Waker::noop());
+        let mut cell = make();
         assert_eq!(cell.as_mut().poll_task(&mut cx), Poll::Ready(()));
         assert_eq!(drops.get(), 1, "the future (and its locals) is dropped when it finishes");
-        let mut wrong: Option<u32> = None;
-        assert!(!cell.as_mut().take_output(&mut wrong), "a wrong type is refused");
         let mut out: Option<String> = None;
-        assert!(cell.as_mut().take_output(&mut out));
+        // SAFETY: `out` is an `Option<String>`, named by its `TypeId`.
+        assert!(unsafe { cell.take_output(TypeId::of::<String>(), (&raw mut out).cast()) });
         assert_eq!(out.as_deref(), Some("out"));
-        let mut again: Option<String> = None;
-        assert!(!cell.as_mut().take_output(&mut again), "read once");
+
+        let mut cell = make();
+        assert_eq!(cell.as_mut().poll_task(&mut cx), Poll::Ready(()));
+        let mut wrong: Option<u32> = None;
+        // SAFETY: `wrong` is an `Option<u32>`, named by its `TypeId`.
+        assert!(!unsafe { cell.take_output(TypeId::of::<u32>(), (&raw mut wrong).cast()) }, "a wrong type is refused");
+        assert_eq!(wrong, None);
     }
 
     #[test]
     fn no_output_before_it_finishes() {
-        let mut cell: Pin<Box<dyn TaskFuture>> = Box::pin(TaskCell::new(std::future::pending::<u8>()));
+        let drops = Rc::new(Cell::new(0));
+        let g = Guard(drops.clone());
+        let mut cell: Pin<Box<dyn TaskFuture>> = Box::pin(TaskCell::new(async move {
+            let _g = g;
+            std::future::pending::<u8>().await
+        }));
         let mut cx = Context::from_waker(Waker::noop());
         assert_eq!(cell.as_mut().poll_task(&mut cx), Poll::Pending);
         let mut out: Option<u8> = None;
-        assert!(!cell.as_mut().take_output(&mut out));
+        // SAFETY: `out` is an `Option<u8>`, named by its `TypeId`.
+        assert!(!unsafe { cell.take_output(TypeId::of::<u8>(), (&raw mut out).cast()) });
+        assert_eq!(drops.get(), 1, "the unfinished future was dropped in place with its box");
     }
 }

@@ -309,6 +309,11 @@ pub(crate) struct SlotExtra {
 /// "Awaits nothing": generation 0 is never given to a task.
 const NO_TASK: TaskId = TaskId { index: 0, generation: 0 };
 
+/// Set in a handle's `id.index` once the task's value was handed to the handle and its slot
+/// freed in the same look-up (see [`Task`]). Slot indices stay below it (`spawn` checks), so
+/// a look-up with it finds nothing, and the handle has nothing left to release.
+const HANDED_OVER: u32 = 1 << 31;
+
 const QUEUED: u8 = 1;
 const CANCEL_REQUESTED: u8 = 2;
 const HANDLE_ALIVE: u8 = 4;
@@ -405,6 +410,11 @@ impl TaskSlot {
 ///
 /// Dropping the handle does not cancel the task (as in asyncio and tokio): the task runs on,
 /// detached, and its slot is freed when it finishes.
+///
+/// Reading the value (awaiting the handle, or [`result`](Self::result)) frees the slot in
+/// the same look-up when nothing else is kept about the task (no name, no failure): the
+/// handle then answers for it (`Task-N`, DONE, result already taken). Awaiting a million
+/// handles is then one pass over the slab, not two (W1 in `BENCHMARKS.md`).
 #[must_use = "a task runs even if its handle is dropped; keep the handle to await the result"]
 pub struct Task<T> {
     lp: LoopHandle,
@@ -415,21 +425,30 @@ pub struct Task<T> {
 impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
-            .field("id", &self.id)
-            .field("name", &self.lp.task_name(self.id))
-            .field("state", &self.lp.task_state(self.id))
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("state", &self.state())
             .finish()
     }
 }
 
-impl<T: 'static> Task<T> {
+impl<T> Task<T> {
     /// The task's id.
     pub fn id(&self) -> TaskId {
-        self.id
+        TaskId { index: self.id.index & !HANDED_OVER, generation: self.id.generation }
+    }
+
+    /// Was the value handed over, and the slot freed (see [`Task`])?
+    fn handed_over(&self) -> bool {
+        self.id.index & HANDED_OVER != 0
     }
 
     /// The task's name (`Task-N` unless one was given). asyncio: `get_name()`.
     pub fn name(&self) -> String {
+        if self.handed_over() {
+            // Only an unnamed task's slot is freed at hand-over.
+            return format!("Task-{}", self.id.generation);
+        }
         self.lp.task_name(self.id).unwrap_or_default()
     }
 
@@ -437,7 +456,9 @@ impl<T: 'static> Task<T> {
     pub fn state(&self) -> TaskState {
         self.lp.task_state(self.id).unwrap_or(TaskState::Done)
     }
+}
 
+impl<T: 'static> Task<T> {
     /// Finished (done, failed or cancelled)? asyncio: `done()`.
     pub fn is_done(&self) -> bool {
         self.state().is_finished()
@@ -457,7 +478,19 @@ impl<T: 'static> Task<T> {
     /// Read the result without awaiting. asyncio: `Task.result()`: `InvalidState` while the
     /// task runs (or if the value was already taken), `Cancelled` or `Panicked` if it failed.
     pub fn result(&mut self) -> Result<T, Error> {
-        self.lp.take_task_result::<T>(self.id).unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
+        self.take_result().unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
+    }
+
+    /// The result if the task finished (once), handing the slot over when it can.
+    fn take_result(&mut self) -> Option<Result<T, Error>> {
+        if self.handed_over() {
+            return Some(Err(Error::invalid_state(TAKEN)));
+        }
+        let (r, freed) = self.lp.take_task_result::<T>(self.id, true);
+        if freed {
+            self.id.index |= HANDED_OVER;
+        }
+        r
     }
 
     /// Schedule `f` when the task finishes (with `call_soon`, in registration order; also if
@@ -483,10 +516,12 @@ impl<T: 'static> Future for Task<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
-        match self.lp.take_task_result::<T>(self.id) {
+        // `Task` is `Unpin`: its fields are a loop handle and an id.
+        let this = self.get_mut();
+        match this.take_result() {
             Some(r) => Poll::Ready(r),
             None => {
-                self.lp.watch_task(self.id, cx.waker());
+                this.lp.watch_task(this.id, cx.waker());
                 Poll::Pending
             }
         }
@@ -495,9 +530,14 @@ impl<T: 'static> Future for Task<T> {
 
 impl<T> Drop for Task<T> {
     fn drop(&mut self) {
-        self.lp.release_task_handle(self.id);
+        if !self.handed_over() {
+            self.lp.release_task_handle(self.id);
+        }
     }
 }
+
+/// The error for a value read twice.
+const TAKEN: &str = "the task's result was already taken";
 
 impl LoopHandle {
     /// Schedule `fut` as a new task and return its handle. Its first step runs in a coming
@@ -545,7 +585,9 @@ impl LoopHandle {
         let id = {
             let mut tasks = inner.tasks.borrow_mut();
             let entry = tasks.vacant_entry();
-            let id = TaskId { index: entry.key() as u32, generation };
+            // 2^31 live tasks would be 128 GiB of headers; the bit above is HANDED_OVER's.
+            let index = u32::try_from(entry.key()).ok().filter(|i| i & HANDED_OVER == 0);
+            let id = TaskId { index: index.expect("looplab: more than 2^31 tasks alive at once"), generation };
             // Born READY and queued (edge 1 of the state machine, done here in one write of
             // the slot rather than a second lookup); a closed loop's task stays CREATED
             // until it is finished as cancelled below.
@@ -853,14 +895,16 @@ impl LoopHandle {
         self.forget_slot(slot);
     }
 
-    /// If finished, take the result out (once); else None.
-    fn take_task_result<T: 'static>(&self, id: TaskId) -> Option<Result<T, Error>> {
+    /// If finished, take the result out (once); else None. With `hand_over` (the caller owns
+    /// the task's handle), a task that returned a value and keeps nothing else in its header
+    /// is removed from the slab in the same look-up; the second value says whether it was.
+    fn take_task_result<T: 'static>(&self, id: TaskId, hand_over: bool) -> (Option<Result<T, Error>>, bool) {
         let mut tasks = self.inner.tasks.borrow_mut();
         let slot = match tasks.get_mut(id.index as usize) {
             Some(s) if s.holds(id) => s,
-            _ => return Some(Err(Error::invalid_state("task is gone (loop closed)"))),
+            _ => return (Some(Err(Error::invalid_state("task is gone (loop closed)"))), false),
         };
-        match slot.state {
+        let r = match slot.state {
             TaskState::Failed | TaskState::Cancelled => Some(Err(match slot.failure_mut() {
                 Some(f) => {
                     f.retrieved = true;
@@ -870,22 +914,27 @@ impl LoopHandle {
                 None => Error::cancelled(),
             })),
             TaskState::Done => {
-                let Some(mut cell) = slot.cell.take() else {
-                    return Some(Err(Error::invalid_state("the task's result was already taken")));
-                };
+                // A DONE task has no watchers left (they fired) and, with no `extra`, no name
+                // or failure to keep: the handle can answer for it from here on.
+                let freed = hand_over && slot.extra.is_none();
+                let cell = if freed { tasks.remove(id.index as usize).cell } else { slot.cell.take() };
                 // Free the cell outside the borrow: nothing user-visible drops here (the
                 // future is gone, the output moves out), but the rule keeps it simple.
                 drop(tasks);
+                let Some(cell) = cell else {
+                    return (Some(Err(Error::invalid_state(TAKEN))), freed);
+                };
                 let mut out: Option<T> = None;
-                let read = cell.as_mut().take_output(&mut out);
-                drop(cell);
-                match out {
-                    Some(v) if read => Some(Ok(v)),
-                    _ => Some(Err(Error::invalid_state("task output type mismatch"))),
-                }
+                // SAFETY: `out` is an `Option<T>`, and `T` is the type `want` names.
+                let read = unsafe { cell.take_output(std::any::TypeId::of::<T>(), (&raw mut out).cast()) };
+                return match out {
+                    Some(v) if read => (Some(Ok(v)), freed),
+                    _ => (Some(Err(Error::invalid_state("task output type mismatch"))), freed),
+                };
             }
             _ => None,
-        }
+        };
+        (r, false)
     }
 
     /// Register the awaiting task's waker on `id`, and note what the current task awaits
@@ -935,9 +984,11 @@ impl LoopHandle {
 
     /// Take a gather child's result and free its slot (the handle the gather owned, G4).
     pub(crate) fn take_child_result<T: 'static>(&self, id: TaskId) -> Result<T, Error> {
-        let r = self.take_task_result::<T>(id).unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")));
-        self.release_task_handle(id);
-        r
+        let (r, freed) = self.take_task_result::<T>(id, true);
+        if !freed {
+            self.release_task_handle(id);
+        }
+        r.unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
     }
 
     /// Drop a gather child nobody will read: a failure counts as retrieved (asyncio's
