@@ -6,7 +6,7 @@
 //! awaiting it, which runs one iteration later again. That is asyncio's timing to the hop:
 //!
 //! ```text
-//!   iteration N     child task returns ─► finish_task ─► call_soon(done_cb)
+//!   iteration N     child task returns ─► finish_step ─► call_soon(done_cb)
 //!   iteration N+1   done_cb: record the result; last child? ─► wake the awaiting task
 //!   iteration N+2   the awaiting task resumes: gather(...) / wait(...) returns
 //! ```

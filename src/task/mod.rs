@@ -140,15 +140,6 @@ impl fmt::Display for TaskState {
 /// (boxed.rs), so tasks of every output type fit one slab at one allocation each.
 pub(crate) type BoxedTask = Pin<Box<dyn TaskFuture>>;
 
-/// How a task ended, as `finish_task` records it: the box now holding the output, or the
-/// failure (which goes to the slot's [`SlotExtra`]).
-pub(crate) enum Ending {
-    /// Returned; the box holds the output.
-    Value(BoxedTask),
-    /// Panicked or cancelled.
-    Failed(Failure),
-}
-
 /// How a task failed, and whether anyone read it (K4).
 pub(crate) struct Failure {
     /// `Cancelled` or `Panicked`.
@@ -395,6 +386,20 @@ impl TaskSlot {
         self.flag(HANDLE_ALIVE)
     }
 
+    /// The slot's part of finishing (its cell or failure already set): the final `state`,
+    /// no owned waker, and the watchers taken out to be fired. Returns them, and whether the
+    /// handle is gone (the slot is then freed).
+    fn record_ending(&mut self, state: TaskState) -> (Watchers, bool) {
+        self.state = state;
+        // K5: a finished task has no step left; an entry it queued for itself during its
+        // last step is now stale, and `run_task` returns at its `queued` check.
+        self.set_queued(false);
+        if let Some(extra) = self.extra.as_deref_mut() {
+            extra.waker = None;
+        }
+        (std::mem::take(&mut self.watchers), !self.handle_alive())
+    }
+
     /// The lost-waker check already reported this task.
     pub(crate) fn lost_reported(&self) -> bool {
         self.flag(LOST_REPORTED)
@@ -614,11 +619,7 @@ impl LoopHandle {
         if closed {
             // A closed loop runs nothing: the task is born cancelled, and says so.
             self.report(&format!("spawn on a closed loop: task {id} was cancelled before it ran"));
-            self.finish_task(
-                id,
-                Ending::Failed(Failure { error: Error::cancelled(), retrieved: true }),
-                TaskState::Cancelled,
-            );
+            self.finish_task(id, Failure { error: Error::cancelled(), retrieved: true }, TaskState::Cancelled);
         } else {
             // What `schedule_task` does, minus the checks a fresh slot passes by construction.
             inner.ready.borrow_mut().push_back(Ready::task(id));
@@ -714,11 +715,7 @@ impl LoopHandle {
             // K1: drop instead of poll. Destructors of the suspended future run here.
             drop(fut);
             drop(owned);
-            self.finish_task(
-                id,
-                Ending::Failed(Failure { error: Error::cancelled(), retrieved: false }),
-                TaskState::Cancelled,
-            );
+            self.finish_task(id, Failure { error: Error::cancelled(), retrieved: false }, TaskState::Cancelled);
             return;
         }
         self.emit_with(|| EventKind::TaskPolled { task: id });
@@ -765,15 +762,21 @@ impl LoopHandle {
             }
             Ok(Poll::Ready(())) => {
                 drop(owned);
-                let cancelled = self.inner.tasks.borrow()[id.index as usize].cancel_requested();
-                if cancelled {
+                let mut tasks = inner.tasks.borrow_mut();
+                let slot = &mut tasks[id.index as usize];
+                if !slot.cancel_requested() {
+                    // The common ending, recorded in the look-up that checked for a cancel.
+                    slot.cell = Some(fut);
+                    let (watchers, free) = slot.record_ending(TaskState::Done);
+                    drop(tasks);
+                    self.announce_ending(id, Outcome::Done, watchers, free);
+                } else {
                     // asyncio's `_must_cancel` at the end of `__step`: a task that was asked to
                     // cancel and then returned ends cancelled; its value is dropped.
+                    drop(tasks);
                     drop(fut);
                     let error = Error::cancelled();
-                    self.finish_task(id, Ending::Failed(Failure { error, retrieved: false }), TaskState::Cancelled);
-                } else {
-                    self.finish_task(id, Ending::Value(fut), TaskState::Done);
+                    self.finish_task(id, Failure { error, retrieved: false }, TaskState::Cancelled);
                 }
             }
             Err(payload) => {
@@ -782,40 +785,33 @@ impl LoopHandle {
                 let message = panic_message(&*payload);
                 let task = self.task_name(id).unwrap_or_default();
                 let error = Error::Panicked(PanicError { task, message });
-                self.finish_task(id, Ending::Failed(Failure { error, retrieved: false }), TaskState::Failed);
+                self.finish_task(id, Failure { error, retrieved: false }, TaskState::Failed);
             }
         }
     }
 
-    /// Record the outcome, schedule done-callbacks and awaiters, free a detached slot.
-    fn finish_task(&self, id: TaskId, ending: Ending, state: TaskState) {
-        let outcome = match (&ending, state) {
+    /// End a task that failed (`state` FAILED or CANCELLED): record the failure, schedule
+    /// done-callbacks and awaiters, free a detached slot. (A task that returned a value ends
+    /// in `finish_step`, in the look-up that checked for a cancel request.)
+    fn finish_task(&self, id: TaskId, failure: Failure, state: TaskState) {
+        let outcome = match (&failure.error, state) {
             (_, TaskState::Cancelled) => Outcome::Cancelled,
-            (Ending::Failed(f), _) => match &f.error {
-                Error::Panicked(p) => Outcome::Panicked(p.message.clone()),
-                _ => Outcome::Done,
-            },
+            (Error::Panicked(p), _) => Outcome::Panicked(p.message.clone()),
             _ => Outcome::Done,
         };
         let (watchers, free) = {
             let mut tasks = self.inner.tasks.borrow_mut();
             let slot = &mut tasks[id.index as usize];
-            slot.state = state;
-            // K5: a finished task has no step left; an entry it queued for itself during its
-            // last step is now stale, and `run_task` returns at its `queued` check.
-            slot.set_queued(false);
-            match ending {
-                Ending::Value(cell) => slot.cell = Some(cell),
-                Ending::Failed(failure) => {
-                    slot.cell = None;
-                    slot.extra_mut().failure = Some(failure);
-                }
-            }
-            if let Some(extra) = slot.extra.as_deref_mut() {
-                extra.waker = None;
-            }
-            (std::mem::take(&mut slot.watchers), !slot.handle_alive())
+            slot.cell = None;
+            slot.extra_mut().failure = Some(failure);
+            slot.record_ending(state)
         };
+        self.announce_ending(id, outcome, watchers, free);
+    }
+
+    /// After [`TaskSlot::record_ending`], outside the borrow: log it, schedule the watchers,
+    /// free a detached slot.
+    fn announce_ending(&self, id: TaskId, outcome: Outcome, watchers: Watchers, free: bool) {
         self.emit_with(|| EventKind::TaskFinished { task: id, outcome });
         let has_callbacks = matches!(&watchers, Watchers::Many(_));
         self.fire_watchers(watchers);
