@@ -491,7 +491,7 @@ impl<T: 'static> Task<T> {
         if self.handed_over() {
             return Some(Err(Error::invalid_state(TAKEN)));
         }
-        let (r, freed) = self.lp.take_task_result::<T>(self.id, true);
+        let (r, freed) = self.lp.take_task_result::<T>(self.id);
         if freed {
             self.id.index |= HANDED_OVER;
         }
@@ -769,7 +769,7 @@ impl LoopHandle {
                     slot.cell = Some(fut);
                     let (watchers, free) = slot.record_ending(TaskState::Done);
                     drop(tasks);
-                    self.announce_ending(id, Outcome::Done, watchers, free);
+                    self.announce_ending(id, || Outcome::Done, watchers, free);
                 } else {
                     // asyncio's `_must_cancel` at the end of `__step`: a task that was asked to
                     // cancel and then returned ends cancelled; its value is dropped.
@@ -806,13 +806,13 @@ impl LoopHandle {
             slot.extra_mut().failure = Some(failure);
             slot.record_ending(state)
         };
-        self.announce_ending(id, outcome, watchers, free);
+        self.announce_ending(id, || outcome, watchers, free);
     }
 
     /// After [`TaskSlot::record_ending`], outside the borrow: log it, schedule the watchers,
     /// free a detached slot.
-    fn announce_ending(&self, id: TaskId, outcome: Outcome, watchers: Watchers, free: bool) {
-        self.emit_with(|| EventKind::TaskFinished { task: id, outcome });
+    fn announce_ending(&self, id: TaskId, outcome: impl FnOnce() -> Outcome, watchers: Watchers, free: bool) {
+        self.emit_with(|| EventKind::TaskFinished { task: id, outcome: outcome() });
         let has_callbacks = matches!(&watchers, Watchers::Many(_));
         self.fire_watchers(watchers);
         if free {
@@ -891,10 +891,11 @@ impl LoopHandle {
         self.forget_slot(slot);
     }
 
-    /// If finished, take the result out (once); else None. With `hand_over` (the caller owns
-    /// the task's handle), a task that returned a value and keeps nothing else in its header
-    /// is removed from the slab in the same look-up; the second value says whether it was.
-    fn take_task_result<T: 'static>(&self, id: TaskId, hand_over: bool) -> (Option<Result<T, Error>>, bool) {
+    /// If finished, take the result out (once); else None. The caller owns the task's handle
+    /// (a `Task<T>`, or a gather holding its children's), so a task that returned a value and
+    /// keeps nothing else in its header is removed from the slab in the same look-up (the
+    /// hand-over, see [`Task`]); the second value says whether it was.
+    fn take_task_result<T: 'static>(&self, id: TaskId) -> (Option<Result<T, Error>>, bool) {
         let mut tasks = self.inner.tasks.borrow_mut();
         let slot = match tasks.get_mut(id.index as usize) {
             Some(s) if s.holds(id) => s,
@@ -912,8 +913,15 @@ impl LoopHandle {
             TaskState::Done => {
                 // A DONE task has no watchers left (they fired) and, with no `extra`, no name
                 // or failure to keep: the handle can answer for it from here on.
-                let freed = hand_over && slot.extra.is_none();
-                let cell = if freed { tasks.remove(id.index as usize).cell } else { slot.cell.take() };
+                let freed = slot.extra.is_none();
+                let cell = slot.cell.take();
+                if freed {
+                    // Nothing left in the slot owns anything (no `extra`, the watchers fired
+                    // when it finished, the cell just taken): forgetting it skips drop code
+                    // that would find nothing to drop.
+                    debug_assert!(matches!(slot.watchers, Watchers::None));
+                    std::mem::forget(tasks.remove(id.index as usize));
+                }
                 // Free the cell outside the borrow: nothing user-visible drops here (the
                 // future is gone, the output moves out), but the rule keeps it simple.
                 drop(tasks);
@@ -980,7 +988,7 @@ impl LoopHandle {
 
     /// Take a gather child's result and free its slot (the handle the gather owned, G4).
     pub(crate) fn take_child_result<T: 'static>(&self, id: TaskId) -> Result<T, Error> {
-        let (r, freed) = self.take_task_result::<T>(id, true);
+        let (r, freed) = self.take_task_result::<T>(id);
         if !freed {
             self.release_task_handle(id);
         }
