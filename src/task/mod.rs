@@ -410,6 +410,27 @@ impl TaskSlot {
     }
 }
 
+/// Finding a task's slot by its id: the slab is indexed by `id.index`, and the slot must still
+/// hold that task (W2: the id of a finished task, whose slot may now hold another, finds
+/// nothing).
+pub(crate) trait TaskTable {
+    /// The slot of task `id`, if the task is still there.
+    fn find(&self, id: TaskId) -> Option<&TaskSlot>;
+    /// [`find`](Self::find), to change it.
+    fn find_mut(&mut self, id: TaskId) -> Option<&mut TaskSlot>;
+}
+
+impl TaskTable for slab::Slab<TaskSlot> {
+    #[inline]
+    fn find(&self, id: TaskId) -> Option<&TaskSlot> {
+        self.get(id.index as usize).filter(|s| s.holds(id))
+    }
+    #[inline]
+    fn find_mut(&mut self, id: TaskId) -> Option<&mut TaskSlot> {
+        self.get_mut(id.index as usize).filter(|s| s.holds(id))
+    }
+}
+
 /// A handle to a spawned task: await it for the result. asyncio: the `Task` object returned
 /// by `create_task`.
 ///
@@ -658,7 +679,7 @@ impl LoopHandle {
     fn schedule_task_by(&self, id: TaskId, unpark: bool, by: impl FnOnce() -> WakeSource) {
         {
             let mut tasks = self.inner.tasks.borrow_mut();
-            let Some(slot) = tasks.get_mut(id.index as usize).filter(|s| s.holds(id)) else {
+            let Some(slot) = tasks.find_mut(id) else {
                 return;
             };
             if unpark {
@@ -683,12 +704,9 @@ impl LoopHandle {
         // borrow held.
         let (mut fut, owned, cancel) = {
             let mut tasks = inner.tasks.borrow_mut();
-            let Some(slot) = tasks.get_mut(id.index as usize) else {
+            let Some(slot) = tasks.find_mut(id).filter(|s| s.queued()) else {
                 return;
             };
-            if !slot.holds(id) || !slot.queued() {
-                return;
-            }
             slot.set_queued(false);
             // A finished task's cell holds its output: no future to poll, leave it (K5).
             if slot.state.is_finished() {
@@ -793,6 +811,8 @@ impl LoopHandle {
     /// End a task that failed (`state` FAILED or CANCELLED): record the failure, schedule
     /// done-callbacks and awaiters, free a detached slot. (A task that returned a value ends
     /// in `finish_step`, in the look-up that checked for a cancel request.)
+    #[cold]
+    #[inline(never)]
     fn finish_task(&self, id: TaskId, failure: Failure, state: TaskState) {
         let outcome = match (&failure.error, state) {
             (_, TaskState::Cancelled) => Outcome::Cancelled,
@@ -851,10 +871,10 @@ impl LoopHandle {
     pub(crate) fn free_task_slot(&self, id: TaskId) {
         let slot = {
             let mut tasks = self.inner.tasks.borrow_mut();
-            match tasks.get(id.index as usize) {
-                Some(s) if s.holds(id) => tasks.remove(id.index as usize),
-                _ => return,
+            if tasks.find(id).is_none() {
+                return;
             }
+            tasks.remove(id.index as usize)
         };
         self.forget_slot(slot);
     }
@@ -877,16 +897,14 @@ impl LoopHandle {
             let Ok(mut tasks) = self.inner.tasks.try_borrow_mut() else {
                 return;
             };
-            match tasks.get_mut(id.index as usize) {
-                Some(s) if s.holds(id) => {
-                    if !s.state.is_finished() {
-                        s.set_flag(HANDLE_ALIVE, false);
-                        return;
-                    }
-                    tasks.remove(id.index as usize)
-                }
-                _ => return,
+            let Some(s) = tasks.find_mut(id) else {
+                return;
+            };
+            if !s.state.is_finished() {
+                s.set_flag(HANDLE_ALIVE, false);
+                return;
             }
+            tasks.remove(id.index as usize)
         };
         self.forget_slot(slot);
     }
@@ -897,9 +915,8 @@ impl LoopHandle {
     /// hand-over, see [`Task`]); the second value says whether it was.
     fn take_task_result<T: 'static>(&self, id: TaskId) -> (Option<Result<T, Error>>, bool) {
         let mut tasks = self.inner.tasks.borrow_mut();
-        let slot = match tasks.get_mut(id.index as usize) {
-            Some(s) if s.holds(id) => s,
-            _ => return (Some(Err(Error::invalid_state("task is gone (loop closed)"))), false),
+        let Some(slot) = tasks.find_mut(id) else {
+            return (Some(Err(Error::invalid_state("task is gone (loop closed)"))), false);
         };
         let r = match slot.state {
             TaskState::Failed | TaskState::Cancelled => Some(Err(match slot.failure_mut() {
@@ -946,23 +963,14 @@ impl LoopHandle {
     fn watch_task(&self, id: TaskId, waker: &Waker) {
         let current = self.inner.current.get();
         let mut tasks = self.inner.tasks.borrow_mut();
-        let mut added = None;
-        if let Some(slot) = tasks.get_mut(id.index as usize) {
-            if slot.holds(id) {
-                added = slot.watchers.set_waker(waker, self.inner.id);
-            }
-        }
+        let added = tasks.find_mut(id).and_then(|slot| slot.watchers.set_waker(waker, self.inner.id));
         // F4: count the new entry in the awaiting task's header (same borrow).
-        if let Some(a) = added {
-            if let Some(s) = tasks.get_mut(a.index as usize).filter(|s| s.holds(a)) {
-                s.parked = s.parked.saturating_add(1);
-            }
+        if let Some(s) = added.and_then(|a| tasks.find_mut(a)) {
+            s.parked = s.parked.saturating_add(1);
         }
         if let Running::Task(me) = current {
-            if let Some(s) = tasks.get_mut(me.index as usize) {
-                if s.holds(me) {
-                    s.extra_mut().waiting_on = Some(id);
-                }
+            if let Some(s) = tasks.find_mut(me) {
+                s.extra_mut().waiting_on = Some(id);
             }
         }
     }
@@ -970,20 +978,14 @@ impl LoopHandle {
     /// Make `link` the done-callback of `id`, whose handle the gather now owns (G4). If the
     /// task already finished, the link is scheduled at once, as `add_done_callback` would.
     pub(crate) fn link_gather_child(&self, id: TaskId, link: ChildLink) {
-        let finished = {
-            let mut tasks = self.inner.tasks.borrow_mut();
-            match tasks.get_mut(id.index as usize) {
-                Some(s) if s.holds(id) && !s.state.is_finished() => {
-                    match &mut s.watchers {
-                        w @ Watchers::None => *w = Watchers::Gather(link.core, link.index),
-                        w => w.push_callback(Box::new(move |lp: &LoopHandle| link.fire(lp))),
-                    }
-                    return;
-                }
-                _ => link,
+        if let Some(s) = self.inner.tasks.borrow_mut().find_mut(id).filter(|s| !s.state.is_finished()) {
+            match &mut s.watchers {
+                w @ Watchers::None => *w = Watchers::Gather(link.core, link.index),
+                w => w.push_callback(Box::new(move |lp: &LoopHandle| link.fire(lp))),
             }
-        };
-        self.schedule_callback(CallbackFn::Gather(finished));
+            return;
+        }
+        self.schedule_callback(CallbackFn::Gather(link));
     }
 
     /// Take a gather child's result and free its slot (the handle the gather owned, G4).
@@ -1003,30 +1005,21 @@ impl LoopHandle {
     }
 
     fn add_task_callback(&self, id: TaskId, f: TaskCallback) {
-        let finished = {
-            let mut tasks = self.inner.tasks.borrow_mut();
-            match tasks.get_mut(id.index as usize) {
-                Some(s) if s.holds(id) && !s.state.is_finished() => {
-                    s.watchers.push_callback(f);
-                    return;
-                }
-                _ => f,
-            }
-        };
+        if let Some(s) = self.inner.tasks.borrow_mut().find_mut(id).filter(|s| !s.state.is_finished()) {
+            s.watchers.push_callback(f);
+            return;
+        }
         // Already finished: scheduled, never run inline (asyncio).
-        self.call_soon(finished);
+        self.call_soon(f);
     }
 
     /// Cancel a task by id (K1, K2). Returns false if it had already finished.
     pub fn cancel_task(&self, id: TaskId) -> bool {
         let (inner_task, queued) = {
             let mut tasks = self.inner.tasks.borrow_mut();
-            let Some(slot) = tasks.get_mut(id.index as usize) else {
+            let Some(slot) = tasks.find_mut(id).filter(|s| !s.state.is_finished()) else {
                 return false;
             };
-            if !slot.holds(id) || slot.state.is_finished() {
-                return false;
-            }
             slot.set_flag(CANCEL_REQUESTED, true);
             (slot.waiting_on(), slot.queued())
         };
@@ -1048,13 +1041,9 @@ impl LoopHandle {
     /// or is gone. asyncio: `Task.exception()`, as a done-callback calls it.
     pub fn task_exception(&self, id: TaskId) -> Option<Error> {
         let mut tasks = self.inner.tasks.borrow_mut();
-        match tasks.get_mut(id.index as usize) {
-            Some(s) if s.holds(id) => s.failure_mut().map(|f| {
-                f.retrieved = true;
-                f.error.clone()
-            }),
-            _ => None,
-        }
+        let f = tasks.find_mut(id)?.failure_mut()?;
+        f.retrieved = true;
+        Some(f.error.clone())
     }
 
     /// F4: one more (`delta` = 1) or one fewer (-1) future or task holds `id` to wake it.
@@ -1063,7 +1052,7 @@ impl LoopHandle {
     /// invent one.
     pub(crate) fn adjust_parked(&self, id: TaskId, delta: i32) {
         let Ok(mut tasks) = self.inner.tasks.try_borrow_mut() else { return };
-        if let Some(s) = tasks.get_mut(id.index as usize).filter(|s| s.holds(id)) {
+        if let Some(s) = tasks.find_mut(id) {
             s.parked = if delta > 0 { s.parked.saturating_add(1) } else { s.parked.saturating_sub(1) };
         }
     }
@@ -1071,25 +1060,25 @@ impl LoopHandle {
     /// A task's display name, if the task exists.
     pub fn task_name(&self, id: TaskId) -> Option<String> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.holds(id)).map(|s| s.display_name())
+        tasks.find(id).map(|s| s.display_name())
     }
 
     /// A task's state, if the task still has a slot.
     pub fn task_state(&self, id: TaskId) -> Option<TaskState> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.holds(id)).map(|s| s.state)
+        tasks.find(id).map(|s| s.state)
     }
 
     /// Where a task was spawned (`#[track_caller]`), for the inspector.
     pub fn task_spawned_at(&self, id: TaskId) -> Option<&'static Location<'static>> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.holds(id)).map(|s| s.spawned_at)
+        tasks.find(id).map(|s| s.spawned_at)
     }
 
     /// `size_of_val` of a task's future (its state machine), for the walkthrough.
     pub fn task_future_size(&self, id: TaskId) -> Option<usize> {
         let tasks = self.inner.tasks.borrow();
-        tasks.get(id.index as usize).filter(|s| s.holds(id)).map(|s| s.future_size as usize)
+        tasks.find(id).map(|s| s.future_size as usize)
     }
 
     /// The task being polled right now, if any. asyncio: `asyncio.current_task()`.
