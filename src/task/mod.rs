@@ -834,7 +834,10 @@ impl LoopHandle {
     fn announce_ending(&self, id: TaskId, outcome: impl FnOnce() -> Outcome, watchers: Watchers, free: bool) {
         self.emit_with(|| EventKind::TaskFinished { task: id, outcome: outcome() });
         let has_callbacks = matches!(&watchers, Watchers::Many(_));
-        self.fire_watchers(watchers);
+        // Most tasks end unwatched (their handle reads them later): no call for nothing.
+        if !matches!(watchers, Watchers::None) {
+            self.fire_watchers(watchers);
+        }
         if free {
             if has_callbacks {
                 // Its done-callbacks may still read its outcome (`task_exception`), as
