@@ -60,7 +60,7 @@ use std::task::{Context, Poll, Waker};
 use crate::combinators::{ChildLink, GatherCore};
 use crate::error::{Error, PanicError, panic_message};
 use crate::events::{CallbackFn, LoopHandle, Ready, Running};
-use crate::future::{DoneCallbacks, Watcher};
+use crate::future::{DoneCallbacks, Watcher, fire_entries};
 
 use crate::trace::{CallbackId, EventKind, Outcome, WakeSource};
 use boxed::{TaskCell, TaskFuture};
@@ -857,16 +857,9 @@ impl LoopHandle {
             Watchers::None => {}
             Watchers::Task(id) => Watcher::<TaskCallback>::Task(id).wake_awaiter(self),
             Watchers::Gather(core, index) => self.schedule_callback(CallbackFn::Gather(ChildLink { core, index })),
-            Watchers::Many(list) => {
-                for w in list.into_iter() {
-                    match w {
-                        Watcher::Callback { f, .. } => {
-                            self.call_soon(f);
-                        }
-                        other => other.wake_awaiter(self),
-                    }
-                }
-            }
+            Watchers::Many(mut list) => fire_entries(list.take_entries(), self, |f| {
+                self.call_soon(f);
+            }),
         }
     }
 
