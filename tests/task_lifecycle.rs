@@ -656,7 +656,7 @@ fn task_result_states() {
     assert!(matches!(t.result(), Err(Error::InvalidState(_))));
 }
 
-/// Reading the value hands the slot over (see `Task`): the slab forgets an unnamed task at
+/// Reading the value hands the slot over (K6, see `Task`): the slab forgets an unnamed task at
 /// once, and the handle still answers as asyncio's task object does after `result()`: done,
 /// not cancelled, its name, `cancel()` false, the value not readable twice, a done-callback
 /// scheduled (not run inline). A named task keeps its slot, and its name, until the handle

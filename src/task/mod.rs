@@ -46,6 +46,10 @@
 //! - **K5** A task that wakes itself and then finishes in the same step keeps its outcome:
 //!   the wake-up's entry in the ready queue is stale and runs nothing (a bug, found this way,
 //!   once dropped the output and left the awaiting task waiting forever).
+//! - **K6** Reading a task's value (its handle's `await` or `result()`) frees its slot in the
+//!   same look-up if the header keeps nothing else (no `SlotExtra`: no name, no failure);
+//!   the handle answers for the task from then on. A named or failed task keeps its slot
+//!   until its handle is dropped.
 
 mod boxed;
 pub(crate) mod raw_waker;
@@ -907,7 +911,7 @@ impl LoopHandle {
 
     /// If finished, take the result out (once); else None. The caller owns the task's handle
     /// (a `Task<T>`, or a gather holding its children's), so a task that returned a value and
-    /// keeps nothing else in its header is removed from the slab in the same look-up (the
+    /// keeps nothing else in its header is removed from the slab in the same look-up (K6, the
     /// hand-over, see [`Task`]); the second value says whether it was.
     fn take_task_result<T: 'static>(&self, id: TaskId) -> (Option<Result<T, Error>>, bool) {
         let mut tasks = self.inner.tasks.borrow_mut();
