@@ -33,7 +33,7 @@
 //! | `asyncio.Future` | [`LoopFuture`] |
 //! | `asyncio.sleep(d)` / `sleep(0)` | [`sleep`], [`yield_now`] |
 //! | `CancelledError`, `InvalidStateError`, `TimeoutError` | [`Error`] variants |
-//! | `asyncio.gather` / `wait` / `as_completed` | [`gather`], [`gather_all`], [`gather!`], [`wait`], [`as_completed`] |
+//! | `asyncio.gather` / `wait` / `as_completed` | [`gather`](gather()), [`gather_all`](gather_all()), [`gather!`], [`wait`], [`as_completed`] |
 //! | `asyncio.wait_for` / `timeout` / `timeout_at` / `shield` | [`wait_for`], [`timeout`], [`timeout_at`], [`shield`] |
 //! | `asyncio.TaskGroup` | [`task_group`], [`TaskGroup`] |
 //! | `Lock`, `Event`, `Condition`, `Semaphore`, `BoundedSemaphore` | [`sync`] |

@@ -445,7 +445,7 @@ tuple_slots!(A 0, B 1, C 2, D 3);
 tuple_slots!(A 0, B 1, C 2, D 3, E 4);
 tuple_slots!(A 0, B 1, C 2, D 3, E 4, F 5);
 
-/// The future of [`gather!`](crate::gather) (fail-fast) and [`gather_all!`](crate::gather_all).
+/// The future of [`gather!`](macro@crate::gather) (fail-fast) and [`gather_all!`](macro@crate::gather_all).
 #[must_use = "the children run anyway; await the gather for their results"]
 pub struct GatherTuple<S> {
     /// Count and outcome.

@@ -17,7 +17,7 @@
 //!
 //! # asyncio equivalent
 //! `asyncio/tasks.py` and `asyncio/timeouts.py`, `asyncio/taskgroups.py` (3.11):
-//! [`gather`], [`gather_all`] (`return_exceptions=True`), [`gather!`](crate::gather),
+//! [`gather`], [`gather_all`] (`return_exceptions=True`), [`gather!`](macro@crate::gather),
 //! [`wait`], [`as_completed`], [`wait_for`], [`timeout`], [`timeout_at`], [`shield`],
 //! [`task_group`]. A child *fails* when its task ends with an [`Error`]: it panicked
 //! (looplab's "an exception escaped the coroutine", K4) or was cancelled.

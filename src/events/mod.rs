@@ -22,7 +22,7 @@
 //! # asyncio equivalent
 //! `BaseEventLoop` (`asyncio/base_events.py`): `call_soon` appends a `Handle` to `_ready`,
 //! `call_at` pushes a `TimerHandle` onto the `_scheduled` heap (a hierarchical wheel here, a
-//! heap on request), `_run_once` is [`LoopHandle::run_once`]. asyncio breaks ties between
+//! heap on request), `_run_once` is `LoopHandle::run_once`. asyncio breaks ties between
 //! equal deadlines in heap-shape order; looplab fires them in scheduling order (E3).
 //!
 //! # Invariants

@@ -1,11 +1,11 @@
 //! TCP: a listener that accepts connections and a stream that reads and writes, as futures.
 //!
-//! Both are a non-blocking `mio` socket plus an [`IoRegistration`]. Every method that could
-//! block is an `async fn` that runs [`IoRegistration::poll_io`]: try the syscall, and on
-//! `WouldBlock` park the task until phase 2 of the loop reports the socket ready. Because the
-//! futures own no state besides their arguments, dropping one mid-way (a timeout fired, the
-//! task was cancelled) loses nothing: bytes not yet read stay in the kernel for the next
-//! `read` (N7).
+//! Both are a non-blocking `mio` socket plus an `IoRegistration` (`src/net/registration.rs`).
+//! Every method that could block is an `async fn` that runs `IoRegistration::poll_io`: try
+//! the syscall, and on `WouldBlock` park the task until phase 2 of the loop reports the
+//! socket ready. Because the futures own no state besides their arguments, dropping one
+//! mid-way (a timeout fired, the task was cancelled) loses nothing: bytes not yet read stay
+//! in the kernel for the next `read` (N7).
 //!
 //! ```text
 //!   server task                         loop                           client task

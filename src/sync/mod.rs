@@ -2,7 +2,7 @@
 //!
 //! Every primitive here is the same machine: a little *state* (is the lock held? how many
 //! permits are left? is the event set?) and a FIFO of *waiters*. A waiter is a small shared
-//! cell ([`Waiter`]) holding a `woken` flag and the waker of the task that waits. An
+//! cell (`Waiter`) holding a `woken` flag and the waker of the task that waits. An
 //! operation that cannot finish at once appends a waiter and suspends; an operation that
 //! changes the state (`release`, `set`, `notify`) marks the first waiter(s) woken and wakes
 //! their task, which runs in a coming iteration, exactly as asyncio's `fut.set_result(True)`
