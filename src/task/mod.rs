@@ -516,11 +516,7 @@ impl<T: 'static> Task<T> {
         if self.handed_over() {
             return Some(Err(Error::invalid_state(TAKEN)));
         }
-        let (r, freed) = self.lp.take_task_result::<T>(self.id);
-        if freed {
-            self.id.index |= HANDED_OVER;
-        }
-        r
+        self.lp.take_task_result::<T>(&mut self.id)
     }
 
     /// Schedule `f` when the task finishes (with `call_soon`, in registration order; also if
@@ -912,13 +908,13 @@ impl LoopHandle {
     /// If finished, take the result out (once); else None. The caller owns the task's handle
     /// (a `Task<T>`, or a gather holding its children's), so a task that returned a value and
     /// keeps nothing else in its header is removed from the slab in the same look-up (K6, the
-    /// hand-over, see [`Task`]); the second value says whether it was.
-    fn take_task_result<T: 'static>(&self, id: TaskId) -> (Option<Result<T, Error>>, bool) {
+    /// hand-over, see [`Task`]), and `id` gets the `HANDED_OVER` bit to say so.
+    fn take_task_result<T: 'static>(&self, id: &mut TaskId) -> Option<Result<T, Error>> {
         let mut tasks = self.inner.tasks.borrow_mut();
-        let Some(slot) = tasks.find_mut(id) else {
-            return (Some(Err(Error::invalid_state("task is gone (loop closed)"))), false);
+        let Some(slot) = tasks.find_mut(*id) else {
+            return Some(Err(Error::invalid_state("task is gone (loop closed)")));
         };
-        let r = match slot.state {
+        match slot.state {
             TaskState::Failed | TaskState::Cancelled => Some(Err(match slot.failure_mut() {
                 Some(f) => {
                     f.retrieved = true;
@@ -938,24 +934,24 @@ impl LoopHandle {
                     // that would find nothing to drop.
                     debug_assert!(matches!(slot.watchers, Watchers::None));
                     std::mem::forget(tasks.remove(id.index as usize));
+                    id.index |= HANDED_OVER;
                 }
                 // Free the cell outside the borrow: nothing user-visible drops here (the
                 // future is gone, the output moves out), but the rule keeps it simple.
                 drop(tasks);
                 let Some(cell) = cell else {
-                    return (Some(Err(Error::invalid_state(TAKEN))), freed);
+                    return Some(Err(Error::invalid_state(TAKEN)));
                 };
                 let mut out: Option<T> = None;
                 // SAFETY: `out` is an `Option<T>`, and `T` is the type `want` names.
                 let read = unsafe { cell.take_output(std::any::TypeId::of::<T>(), (&raw mut out).cast()) };
-                return match out {
-                    Some(v) if read => (Some(Ok(v)), freed),
-                    _ => (Some(Err(Error::invalid_state("task output type mismatch"))), freed),
-                };
+                match out {
+                    Some(v) if read => Some(Ok(v)),
+                    _ => Some(Err(Error::invalid_state("task output type mismatch"))),
+                }
             }
             _ => None,
-        };
-        (r, false)
+        }
     }
 
     /// Register the awaiting task's waker on `id`, and note what the current task awaits
@@ -990,8 +986,9 @@ impl LoopHandle {
 
     /// Take a gather child's result and free its slot (the handle the gather owned, G4).
     pub(crate) fn take_child_result<T: 'static>(&self, id: TaskId) -> Result<T, Error> {
-        let (r, freed) = self.take_task_result::<T>(id);
-        if !freed {
+        let mut held = id;
+        let r = self.take_task_result::<T>(&mut held);
+        if held.index & HANDED_OVER == 0 {
             self.release_task_handle(id);
         }
         r.unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
