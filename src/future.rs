@@ -256,8 +256,7 @@ struct FutureCell<T> {
 impl<T> Drop for FutureCell<T> {
     fn drop(&mut self) {
         if !self.callbacks.is_empty() {
-            let lp = self.lp.clone();
-            self.callbacks.release_tasks(&lp);
+            self.callbacks.release_tasks(&self.lp);
         }
     }
 }

@@ -62,6 +62,12 @@ impl CallbackSlot {
     pub(crate) fn timer_key(&self) -> Option<TimerKey> {
         (self.timer != NO_TIMER).then(|| TimerKey::from_parts(self.timer, self.seq))
     }
+
+    /// Is this the callback a ready entry with `seq_low` names (E9: the entry keeps the low 32
+    /// bits of the sequence number)?
+    pub(crate) fn named_by(&self, seq_low: u32) -> bool {
+        self.seq as u32 == seq_low
+    }
 }
 
 /// A cancellable reference to a callback scheduled with `call_soon`. asyncio: `Handle`.

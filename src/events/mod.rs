@@ -976,7 +976,7 @@ impl LoopHandle {
         let slot = {
             let mut cbs = inner.callbacks.borrow_mut();
             match cbs.get(index as usize) {
-                Some(s) if s.seq as u32 == seq_low && s.timer == NO_TIMER => cbs.remove(index as usize),
+                Some(s) if s.named_by(seq_low) && s.timer == NO_TIMER => cbs.remove(index as usize),
                 _ => return, // E4
             }
         };

@@ -215,7 +215,7 @@ impl LoopHandle {
         let callbacks = inner.callbacks.borrow();
         // A ready entry keeps the low 32 bits of its callback's seq (E9): the slot has the rest.
         let entry_of = |index: u32, seq_low: u32| match callbacks.get(index as usize) {
-            Some(s) if s.seq as u32 == seq_low => {
+            Some(s) if s.named_by(seq_low) => {
                 ReadyEntry::Callback { id: CallbackId { index, seq: s.seq }, kind: Some(callback_kind(&s.f)) }
             }
             _ => ReadyEntry::Callback { id: CallbackId { index, seq: u64::from(seq_low) }, kind: None },

@@ -80,6 +80,11 @@ pub struct TaskId {
 }
 
 impl TaskId {
+    /// Does a handle holding this id have its task's value (K6: the slot is gone)?
+    pub(crate) fn handed_over(self) -> bool {
+        self.index & HANDED_OVER != 0
+    }
+
     /// The slab slot this task occupies (shown by the memory walkthrough).
     pub fn slot(&self) -> usize {
         self.index as usize
@@ -245,9 +250,10 @@ impl Watchers {
 /// The header the loop keeps per task: 64 bytes, one cache line.
 ///
 /// Its size is what a spawn costs in memory traffic: the slab holds one header per live
-/// task in one `Vec`, and with 1,000,000 tasks alive that `Vec` is fresh memory the kernel
-/// must fault in page by page. Measured on W1 (spawn and join 1,000,000 tasks): every byte
-/// of header cost about 0.7 ns per task (`DESIGN.md` §3). So the fields every task uses
+/// task in one `Vec`, written by the spawn, the step and the join, and with 1,000,000 tasks
+/// alive that `Vec` is 64 MiB (fresh memory the kernel faults in page by page, unless the
+/// allocator has freed memory to reuse). Measured on W1 (spawn and join 1,000,000 tasks):
+/// every byte of header cost about 0.7 ns per task (`DESIGN.md` §3). So the fields every task uses
 /// are here, packed, and what few tasks use (a name, an owned waker, the task it awaits, a
 /// failure) is in [`SlotExtra`], boxed, allocated the first time a task needs it.
 ///
@@ -301,6 +307,11 @@ pub(crate) struct SlotExtra {
     pub(crate) failure: Option<Failure>,
 }
 
+/// asyncio's name for an unnamed task: `Task-N`, N its spawn number.
+fn default_name(generation: u32) -> String {
+    format!("Task-{generation}")
+}
+
 /// "Awaits nothing": generation 0 is never given to a task.
 const NO_TASK: TaskId = TaskId { index: 0, generation: 0 };
 
@@ -330,7 +341,7 @@ impl TaskSlot {
     pub(crate) fn display_name(&self) -> String {
         match self.extra.as_ref().and_then(|e| e.name.as_ref()) {
             Some(n) => n.to_string(),
-            None => format!("Task-{}", self.generation),
+            None => default_name(self.generation),
         }
     }
 
@@ -470,14 +481,14 @@ impl<T> Task<T> {
 
     /// Was the value handed over, and the slot freed (see [`Task`])?
     fn handed_over(&self) -> bool {
-        self.id.index & HANDED_OVER != 0
+        self.id.handed_over()
     }
 
     /// The task's name (`Task-N` unless one was given). asyncio: `get_name()`.
     pub fn name(&self) -> String {
         if self.handed_over() {
             // Only an unnamed task's slot is freed at hand-over.
-            return format!("Task-{}", self.id.generation);
+            return default_name(self.id.generation);
         }
         self.lp.task_name(self.id).unwrap_or_default()
     }
@@ -988,7 +999,7 @@ impl LoopHandle {
     pub(crate) fn take_child_result<T: 'static>(&self, id: TaskId) -> Result<T, Error> {
         let mut held = id;
         let r = self.take_task_result::<T>(&mut held);
-        if held.index & HANDED_OVER == 0 {
+        if !held.handed_over() {
             self.release_task_handle(id);
         }
         r.unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
