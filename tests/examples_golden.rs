@@ -402,7 +402,7 @@ fn walkthrough_prints_the_nine_steps_with_real_state() {
         "   Time 3.000s: T4 Job-C's timer came due -> READY -> RUNNING:",
         // step 9
         "   results: [\"Job-A-result\", \"Job-B-result\", \"Job-C-result\"]",
-        "    tasks    Slab<TaskSlot>   live=0 cap=0  header=N B each",
+        "    tasks    TaskTable        live=0 cap=0  header=N B each",
     ] {
         assert!(out.lines().any(|l| l == expected), "missing line {expected:?} in\n{out}");
     }

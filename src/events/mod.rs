@@ -58,7 +58,7 @@ use slab::Slab;
 use crate::clock::{Clock, Nanos, duration_to_nanos};
 use crate::error::{DeadlockError, LoopError, WaitingTask, panic_message};
 use crate::net::reactor::{BELL, FdCall, Reactor, Readiness};
-use crate::task::{TaskId, TaskSlot, TaskState};
+use crate::task::{TaskId, TaskState, TaskTable};
 use crate::timer::{Cascade, Expired, TieOrder, TimerHeap, TimerQueue, TimerWheel};
 use crate::trace::{CallbackId, EventKind, TimeoutReason, TraceSink, Tracer, WakeSource};
 
@@ -164,7 +164,7 @@ pub(crate) struct Inner {
     /// Reused buffer for cascades, when tracing.
     pub(crate) cascades: RefCell<Vec<Cascade>>,
     /// The task slab.
-    pub(crate) tasks: RefCell<Slab<TaskSlot>>,
+    pub(crate) tasks: RefCell<TaskTable>,
     /// Scheduling sequence counter (the `seq` of `(deadline, seq)`).
     pub(crate) seq: Cell<u64>,
     /// Spawn counter (task generations).
@@ -282,7 +282,7 @@ impl Builder {
             timers: RefCell::new(Timers::new(self.backend)),
             expired: RefCell::new(Vec::new()),
             cascades: RefCell::new(Vec::new()),
-            tasks: RefCell::new(Slab::with_capacity(16)),
+            tasks: RefCell::new(TaskTable::new()),
             seq: Cell::new(0),
             task_counter: Cell::new(0),
             remote,

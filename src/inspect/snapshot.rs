@@ -12,7 +12,7 @@
 //!   running  T3 "Job-B"
 //!   stack    run_forever > run_once [phase 4] > run_task(T3) > poll "Job-B"
 //!   ready    ReadyQueue       len=1 cap=64  [Cb #9 (wakes T2)]
-//!   tasks    Slab<TaskSlot>   live=4 cap=16  header=64 B each
+//!   tasks    TaskTable        live=4 cap=16  header=64 B each
 //!     T1 slot 0  WAITING  future=  96 B  polls=1  "main"   awaiting T3
 //!     T3 slot 2  RUNNING  future= 160 B  polls=2  "Job-B"
 //!   timers   TimerWheel       live=2 next=2.000s
@@ -64,7 +64,7 @@ pub struct LoopSnapshot {
     pub ready_capacity: usize,
     /// Every task with a slot, sorted by spawn number (I2).
     pub tasks: Vec<TaskInfo>,
-    /// The task slab's allocated capacity, in slots.
+    /// The task table's allocated capacity, in slots (over all its pages).
     pub task_capacity: usize,
     /// `size_of::<TaskSlot>()`: the header the loop keeps per task, beside the boxed future.
     pub task_header_size: usize,
@@ -434,7 +434,7 @@ impl fmt::Display for LoopSnapshot {
         writeln!(f, "]")?;
         writeln!(
             f,
-            "tasks    Slab<TaskSlot>   live={} cap={}  header={} B each",
+            "tasks    TaskTable        live={} cap={}  header={} B each",
             self.tasks.len(),
             self.task_capacity,
             self.task_header_size

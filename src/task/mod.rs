@@ -1,13 +1,14 @@
 //! Tasks: futures driven by the loop, stored in a slab, with observable states.
 //!
 //! A *task* is a boxed `std::future::Future` plus a header the loop keeps about it (state,
-//! name, who awaits it). Tasks live in a [`slab::Slab`]: a `Vec` of slots with a free list,
-//! so spawning reuses freed slots and a task is found by index in O(1). A [`TaskId`] is that
+//! name, who awaits it). Tasks live in a slab (`table.rs`: [`slab::Slab`]s of 1,024 slots, in
+//! pages): slots with a free list, so spawning reuses freed slots and a task is found by
+//! index in O(1). A [`TaskId`] is that
 //! index plus a *generation* (the task's spawn number), so an id or waker that outlives its
 //! task can be recognised as stale (W2).
 //!
 //! ```text
-//!   Slab<TaskSlot>                      ready queue (VecDeque<Ready>)
+//!   TaskTable (slab pages, table.rs)    ready queue (VecDeque<Ready>)
 //!   ┌───┬──────────────────────────┐    ┌──────────┬──────────┬────────┐
 //!   │ 0 │ T1 main   WAITING  fut ● │    │ Task(T3) │ Cb(#12)  │ ...    │
 //!   │ 1 │ (free)                   │    └────┬─────┴──────────┴────────┘
@@ -53,6 +54,7 @@
 
 mod boxed;
 pub(crate) mod raw_waker;
+mod table;
 
 use std::fmt;
 use std::future::Future;
@@ -69,6 +71,7 @@ use crate::future::{DoneCallbacks, Watcher, fire_entries};
 use crate::trace::{CallbackId, EventKind, Outcome, WakeSource};
 use boxed::{TaskCell, TaskFuture};
 use raw_waker::{LentWaker, waker_for, with_lent_waker};
+pub(crate) use table::TaskTable;
 
 /// A task's identity: its slab slot and its generation (spawn number, from 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -425,27 +428,6 @@ impl TaskSlot {
     }
 }
 
-/// Finding a task's slot by its id: the slab is indexed by `id.index`, and the slot must still
-/// hold that task (W2: the id of a finished task, whose slot may now hold another, finds
-/// nothing).
-pub(crate) trait TaskTable {
-    /// The slot of task `id`, if the task is still there.
-    fn find(&self, id: TaskId) -> Option<&TaskSlot>;
-    /// [`find`](Self::find), to change it.
-    fn find_mut(&mut self, id: TaskId) -> Option<&mut TaskSlot>;
-}
-
-impl TaskTable for slab::Slab<TaskSlot> {
-    #[inline]
-    fn find(&self, id: TaskId) -> Option<&TaskSlot> {
-        self.get(id.index as usize).filter(|s| s.holds(id))
-    }
-    #[inline]
-    fn find_mut(&mut self, id: TaskId) -> Option<&mut TaskSlot> {
-        self.get_mut(id.index as usize).filter(|s| s.holds(id))
-    }
-}
-
 /// A handle to a spawned task: await it for the result. asyncio: the `Task` object returned
 /// by `create_task`.
 ///
@@ -621,14 +603,10 @@ impl LoopHandle {
         let closed = inner.closed.get();
         let id = {
             let mut tasks = inner.tasks.borrow_mut();
-            let entry = tasks.vacant_entry();
-            // 2^31 live tasks would be 128 GiB of headers; the bit above is HANDED_OVER's.
-            let index = u32::try_from(entry.key()).ok().filter(|i| i & HANDED_OVER == 0);
-            let id = TaskId { index: index.expect("looplab: more than 2^31 tasks alive at once"), generation };
             // Born READY and queued (edge 1 of the state machine, done here in one write of
             // the slot rather than a second lookup); a closed loop's task stays CREATED
             // until it is finished as cancelled below.
-            entry.insert(TaskSlot {
+            let index = tasks.insert(TaskSlot {
                 // A closed loop's future is dropped at the end of this function, outside
                 // the borrow (its destructors may call the loop).
                 cell: if closed { None } else { Some(boxed) },
@@ -642,7 +620,9 @@ impl LoopHandle {
                 state: if closed { TaskState::Created } else { TaskState::Ready },
                 flags: if closed { HANDLE_ALIVE } else { HANDLE_ALIVE | QUEUED },
             });
-            id
+            // 2^31 live tasks would be 128 GiB of headers; the bit above is HANDED_OVER's.
+            let index = u32::try_from(index).ok().filter(|i| i & HANDED_OVER == 0);
+            TaskId { index: index.expect("looplab: more than 2^31 tasks alive at once"), generation }
         };
         if inner.tracer.on() {
             let name = self.task_name(id).unwrap_or_default();
@@ -774,7 +754,7 @@ impl LoopHandle {
         match polled {
             Ok(Poll::Pending) => {
                 let mut tasks = inner.tasks.borrow_mut();
-                let slot = &mut tasks[id.index as usize];
+                let slot = tasks.at_mut(id.index);
                 slot.cell = Some(fut);
                 if let Some(w) = owned {
                     slot.extra_mut().waker = Some(w);
@@ -792,7 +772,7 @@ impl LoopHandle {
             Ok(Poll::Ready(())) => {
                 drop(owned);
                 let mut tasks = inner.tasks.borrow_mut();
-                let slot = &mut tasks[id.index as usize];
+                let slot = tasks.at_mut(id.index);
                 if !slot.cancel_requested() {
                     // The common ending, recorded in the look-up that checked for a cancel.
                     slot.cell = Some(fut);
@@ -832,7 +812,7 @@ impl LoopHandle {
         };
         let (watchers, free) = {
             let mut tasks = self.inner.tasks.borrow_mut();
-            let slot = &mut tasks[id.index as usize];
+            let slot = tasks.at_mut(id.index);
             slot.cell = None;
             slot.extra_mut().failure = Some(failure);
             slot.record_ending(state)
@@ -881,7 +861,7 @@ impl LoopHandle {
             if tasks.find(id).is_none() {
                 return;
             }
-            tasks.remove(id.index as usize)
+            tasks.remove(id.index)
         };
         self.forget_slot(slot);
     }
@@ -911,7 +891,7 @@ impl LoopHandle {
                 s.set_flag(HANDLE_ALIVE, false);
                 return;
             }
-            tasks.remove(id.index as usize)
+            tasks.remove(id.index)
         };
         self.forget_slot(slot);
     }
@@ -944,7 +924,7 @@ impl LoopHandle {
                     // when it finished, the cell just taken): forgetting it skips drop code
                     // that would find nothing to drop.
                     debug_assert!(matches!(slot.watchers, Watchers::None));
-                    std::mem::forget(tasks.remove(id.index as usize));
+                    std::mem::forget(tasks.remove(id.index));
                     id.index |= HANDED_OVER;
                 }
                 // Free the cell outside the borrow: nothing user-visible drops here (the
