@@ -10,6 +10,10 @@
 //! with no runtime at all, `mod floor` below) is measured in the same rounds, interleaved
 //! with the runtimes, with looplab's ratio to it: issue 2 asks for at most 3×.
 //!
+//! `FAULTS=1 cargo bench --bench core -- w1` also prints, on stderr, each run's time and the
+//! page faults the process took during it: a runtime whose memory comes fresh from the
+//! kernel in every run pays for it there (see `src/task/table.rs`).
+//!
 //! W6 (bytes per parked task) runs each runtime in a fresh child process (the bench binary
 //! re-executed with `--w6-child RUNTIME`), so allocator state from other workloads does not
 //! skew the RSS delta.
@@ -146,14 +150,39 @@ fn durations(n: usize, seed: u64, base_us: u64, span_us: u64) -> Vec<Duration> {
         .collect()
 }
 
+/// Spawn `n` trivial tasks, then await each handle in spawn order. Each runtime's own
+/// spawn and join handle, in a `Vec` of that handle (as W2 does for `yield_now`: a shared
+/// `Join` enum and `async fn join` wrapper around all three would add the same 24-byte
+/// element and wrapper future to every peer's join and hide part of what is measured).
 fn w1_spawn_join(k: Kind, n: usize) -> std::pin::Pin<Box<dyn Future<Output = f64>>> {
     Box::pin(async move {
         let t = Instant::now();
-        let tasks: Vec<_> = (0..n).map(|i| k.spawn(async move { i })).collect();
-        let mut s = 0usize;
-        for tk in tasks {
-            s += tk.join().await;
-        }
+        let s = match &k {
+            Kind::Looplab(lp) => {
+                let tasks: Vec<_> = (0..n).map(|i| lp.spawn(async move { i })).collect();
+                let mut s = 0usize;
+                for tk in tasks {
+                    s += tk.await.unwrap();
+                }
+                s
+            }
+            Kind::Tokio => {
+                let tasks: Vec<_> = (0..n).map(|i| tokio::task::spawn_local(async move { i })).collect();
+                let mut s = 0usize;
+                for tk in tasks {
+                    s += tk.await.unwrap();
+                }
+                s
+            }
+            Kind::Smol(ex) => {
+                let tasks: Vec<_> = (0..n).map(|i| ex.spawn(async move { i })).collect();
+                let mut s = 0usize;
+                for tk in tasks {
+                    s += tk.await;
+                }
+                s
+            }
+        };
         assert_eq!(s, n * (n - 1) / 2);
         t.elapsed().as_secs_f64()
     })
@@ -403,6 +432,15 @@ fn w6(rt: &str) -> f64 {
 
 // ------------------------------------------------------------------ driver
 
+/// Page faults this process has taken so far (`getrusage`), for `FAULTS=1`.
+fn minflt() -> i64 {
+    // SAFETY: `rusage` is a plain C struct of integers, for which all-zero bytes are valid.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a live, writable `rusage`; RUSAGE_SELF is a valid `who`.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    u.ru_minflt
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -466,7 +504,11 @@ fn main() {
                     samples[i].push(f64::NAN);
                     continue;
                 }
+                let f0 = minflt();
                 let secs = run_on(rt, |k| work(k));
+                if std::env::var_os("FAULTS").is_some() {
+                    eprintln!("{name} {rt} {:.1} ns faults {}", secs * 1e9 / *n as f64, minflt() - f0);
+                }
                 let secs = if *name == "w4_timers" { (secs - max_sleep).max(0.0) } else { secs };
                 samples[i].push(secs * 1e9 / *n as f64);
             }
