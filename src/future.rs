@@ -8,8 +8,10 @@
 //! after it (F2).
 //!
 //! ```text
-//!   LoopFuture<T> ── Rc ──► FutureCell { state: Pending | Value(T) | Failed(Box<Error>),
-//!                                        callbacks: first: cb#1 | rest: [waker(T3), cb#2] }
+//!   LoopFuture<T> ── Rc ──► Shared { lp: LoopHandle,
+//!   (every clone: the same Rc)        cell: RefCell<FutureCell {
+//!                                       state: Pending | Value(T) | Failed(Box<Error>),
+//!                                       callbacks: first: cb#1 | rest: [waker(T3), cb#2] }> }
 //!   set_result(v):  state = Value(v)
 //!                   call_soon(cb#1); wake(T3); call_soon(cb#2)   ──► ready queue, in order
 //! ```
@@ -88,6 +90,9 @@ impl<C> Watcher<C> {
     }
 }
 
+/// The entries of a [`DoneCallbacks`], taken out to be fired: the first, then the rest.
+pub(crate) type Entries<C> = (Option<Watcher<C>>, Option<Vec<Watcher<C>>>);
+
 /// Done-callbacks in registration order (F2).
 ///
 /// Nearly every future has exactly one watcher (the task awaiting it), so the first entry is
@@ -97,14 +102,15 @@ impl<C> Watcher<C> {
 pub(crate) struct DoneCallbacks<C> {
     /// The first entry; `None` only if the list is empty.
     first: Option<Watcher<C>>,
-    /// The entries after the first, in order.
-    rest: Vec<Watcher<C>>,
+    /// The entries after the first, in order; `None` until there is a second entry (so a
+    /// list of one drops with a tag check, not a call to drop an empty `Vec`'s elements).
+    rest: Option<Vec<Watcher<C>>>,
     next_id: u64,
 }
 
 impl<C> Default for DoneCallbacks<C> {
     fn default() -> Self {
-        DoneCallbacks { first: None, rest: Vec::new(), next_id: 0 }
+        DoneCallbacks { first: None, rest: None, next_id: 0 }
     }
 }
 
@@ -115,7 +121,7 @@ impl<C> DoneCallbacks<C> {
     }
 
     fn iter(&self) -> impl Iterator<Item = &Watcher<C>> {
-        self.first.iter().chain(&self.rest)
+        self.first.iter().chain(self.rest.iter().flatten())
     }
 
     /// Append a callback; returns its id.
@@ -148,7 +154,7 @@ impl<C> DoneCallbacks<C> {
             }
         }
         self.first = None;
-        self.rest.clear();
+        self.rest = None;
     }
 
     /// Append an already-built entry.
@@ -156,7 +162,7 @@ impl<C> DoneCallbacks<C> {
         if self.first.is_none() {
             self.first = Some(w);
         } else {
-            self.rest.push(w);
+            self.rest.get_or_insert_with(Vec::new).push(w);
         }
     }
 
@@ -165,18 +171,21 @@ impl<C> DoneCallbacks<C> {
         let is_it = |w: &Watcher<C>| matches!(w, Watcher::Callback { id: i, .. } if *i == id);
         if self.first.as_ref().is_some_and(is_it) {
             // The second entry, if any, moves up: the order of the others is kept.
-            self.first = (!self.rest.is_empty()).then(|| self.rest.remove(0));
+            self.first = self.rest.as_mut().filter(|r| !r.is_empty()).map(|r| r.remove(0));
             return true;
         }
-        let before = self.rest.len();
-        self.rest.retain(|w| !is_it(w));
-        before != self.rest.len()
+        let Some(rest) = &mut self.rest else {
+            return false;
+        };
+        let before = rest.len();
+        rest.retain(|w| !is_it(w));
+        before != rest.len()
     }
 
     /// Take every entry out, in order: the first, then the rest (a future that is done
     /// fires them; taking two fields is cheaper than moving the whole list).
-    pub(crate) fn take_entries(&mut self) -> (Option<Watcher<C>>, Vec<Watcher<C>>) {
-        (self.first.take(), std::mem::take(&mut self.rest))
+    pub(crate) fn take_entries(&mut self) -> Entries<C> {
+        (self.first.take(), self.rest.take())
     }
 
     /// No entries?
@@ -186,7 +195,7 @@ impl<C> DoneCallbacks<C> {
 
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
-        usize::from(self.first.is_some()) + self.rest.len()
+        usize::from(self.first.is_some()) + self.rest.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -199,11 +208,7 @@ impl<C> DoneCallbacks<C> {
 /// a future in the ping-pong benchmark (callgrind), where `rest` is empty; and inlined by
 /// force, since as a call it cost that benchmark 14 instructions a round trip.
 #[inline(always)]
-pub(crate) fn fire_entries<C>(
-    entries: (Option<Watcher<C>>, Vec<Watcher<C>>),
-    lp: &LoopHandle,
-    mut schedule: impl FnMut(C),
-) {
+pub(crate) fn fire_entries<C>(entries: Entries<C>, lp: &LoopHandle, mut schedule: impl FnMut(C)) {
     let mut fire = |w: Watcher<C>| match w {
         Watcher::Callback { f, .. } => schedule(f),
         other => other.wake_awaiter(lp),
@@ -212,7 +217,7 @@ pub(crate) fn fire_entries<C>(
     if let Some(w) = first {
         fire(w);
     }
-    if !rest.is_empty() {
+    if let Some(rest) = rest {
         rest.into_iter().for_each(fire);
     }
 }
@@ -246,36 +251,44 @@ impl<T: Clone> FutState<T> {
 /// A done-callback of a `LoopFuture<T>`: it receives the future, as in asyncio.
 type FutCallback<T> = Box<dyn FnOnce(&LoopFuture<T>)>;
 
-struct FutureCell<T> {
-    /// The loop, so that dropping an unfired cell can release its awaiters' counts (F4).
+/// What a future's clones share: the loop (outside the `RefCell`: `get_loop` hands out a
+/// plain reference) and the cell.
+struct Shared<T> {
+    /// The loop the callbacks are scheduled on; also what dropping an unfired cell uses to
+    /// release its awaiters' counts (F4).
     lp: LoopHandle,
+    cell: RefCell<FutureCell<T>>,
+}
+
+struct FutureCell<T> {
     state: FutState<T>,
     callbacks: DoneCallbacks<FutCallback<T>>,
 }
 
-impl<T> Drop for FutureCell<T> {
+impl<T> Drop for Shared<T> {
     fn drop(&mut self) {
-        if !self.callbacks.is_empty() {
-            self.callbacks.release_tasks(&self.lp);
+        let c = self.cell.get_mut();
+        if !c.callbacks.is_empty() {
+            c.callbacks.release_tasks(&self.lp);
         }
     }
 }
 
-/// asyncio's `Future`: a slot filled once, with done-callbacks. Cheap to clone (shared).
+/// asyncio's `Future`: a slot filled once, with done-callbacks. Cheap to clone (one `Rc`,
+/// shared by every clone).
 pub struct LoopFuture<T> {
-    lp: LoopHandle,
-    cell: Rc<RefCell<FutureCell<T>>>,
+    inner: Rc<Shared<T>>,
 }
 
 impl<T> Clone for LoopFuture<T> {
     fn clone(&self) -> Self {
-        LoopFuture { lp: self.lp.clone(), cell: self.cell.clone() }
+        LoopFuture { inner: self.inner.clone() }
     }
 }
 
 impl<T> fmt::Debug for LoopFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = self.cell.borrow();
+        let c = self.inner.cell.borrow();
         let state = match &c.state {
             FutState::Pending => "pending",
             s if s.is_cancelled() => "cancelled",
@@ -294,28 +307,26 @@ impl<T: 'static> LoopFuture<T> {
     /// A pending future bound to `lp`. asyncio: `loop.create_future()`.
     pub fn new(lp: &LoopHandle) -> LoopFuture<T> {
         LoopFuture {
-            lp: lp.clone(),
-            cell: Rc::new(RefCell::new(FutureCell {
+            inner: Rc::new(Shared {
                 lp: lp.clone(),
-                state: FutState::Pending,
-                callbacks: DoneCallbacks::new(),
-            })),
+                cell: RefCell::new(FutureCell { state: FutState::Pending, callbacks: DoneCallbacks::new() }),
+            }),
         }
     }
 
     /// The loop this future schedules its callbacks on.
     pub fn get_loop(&self) -> &LoopHandle {
-        &self.lp
+        &self.inner.lp
     }
 
     /// Done (with a result, an exception or cancelled)? asyncio: `done()`.
     pub fn is_done(&self) -> bool {
-        !matches!(self.cell.borrow().state, FutState::Pending)
+        !matches!(self.inner.cell.borrow().state, FutState::Pending)
     }
 
     /// Cancelled? asyncio: `cancelled()`.
     pub fn is_cancelled(&self) -> bool {
-        self.cell.borrow().state.is_cancelled()
+        self.inner.cell.borrow().state.is_cancelled()
     }
 
     /// Complete with a value (F3). asyncio: `set_result`.
@@ -340,7 +351,7 @@ impl<T: 'static> LoopFuture<T> {
 
     fn complete(&self, outcome: Result<T, Error>) -> Result<(), Error> {
         let callbacks = {
-            let mut c = self.cell.borrow_mut();
+            let mut c = self.inner.cell.borrow_mut();
             if !matches!(c.state, FutState::Pending) {
                 let what = if c.state.is_cancelled() { "cancelled" } else { "finished" };
                 return Err(Error::invalid_state(format!("invalid state: the future is already {what}")));
@@ -352,9 +363,9 @@ impl<T: 'static> LoopFuture<T> {
             c.callbacks.take_entries()
         };
         // F1, F2: schedule, in order, with no borrow held; a callback is called with the future.
-        fire_entries(callbacks, &self.lp, |f| {
+        fire_entries(callbacks, &self.inner.lp, |f| {
             let me = self.clone();
-            self.lp.call_soon(move |_| f(&me));
+            self.inner.lp.call_soon(move |_| f(&me));
         });
         Ok(())
     }
@@ -362,26 +373,26 @@ impl<T: 'static> LoopFuture<T> {
     /// Register `f` to be scheduled when the future is done (F1: scheduled even if it
     /// already is). asyncio: `add_done_callback`.
     pub fn add_done_callback(&self, f: impl FnOnce(&LoopFuture<T>) + 'static) -> CallbackToken {
-        let mut c = self.cell.borrow_mut();
+        let mut c = self.inner.cell.borrow_mut();
         if matches!(c.state, FutState::Pending) {
             return CallbackToken(c.callbacks.push_callback(Box::new(f)));
         }
         drop(c);
         let me = self.clone();
-        self.lp.call_soon(move |_| f(&me));
+        self.inner.lp.call_soon(move |_| f(&me));
         CallbackToken(0)
     }
 
     /// Unregister a callback; returns how many were removed (0 or 1).
     /// asyncio: `remove_done_callback`.
     pub fn remove_done_callback(&self, token: CallbackToken) -> usize {
-        usize::from(self.cell.borrow_mut().callbacks.remove(token.0))
+        usize::from(self.inner.cell.borrow_mut().callbacks.remove(token.0))
     }
 
     /// The exception, if the future failed; `InvalidState` while pending; `Cancelled` if
     /// cancelled. asyncio: `exception()`.
     pub fn exception(&self) -> Result<Option<Error>, Error> {
-        match &self.cell.borrow().state {
+        match &self.inner.cell.borrow().state {
             FutState::Pending => Err(Error::invalid_state("Exception is not set.")),
             FutState::Failed(e) if e.is_cancelled() => Err((**e).clone()),
             FutState::Failed(e) => Ok(Some((**e).clone())),
@@ -399,7 +410,7 @@ impl<T: Clone + 'static> LoopFuture<T> {
     /// The result: `InvalidState` while pending, the error if it failed or was cancelled.
     /// asyncio: `result()`.
     pub fn result(&self) -> Result<T, Error> {
-        self.cell.borrow().state.outcome().unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
+        self.inner.cell.borrow().state.outcome().unwrap_or_else(|| Err(Error::invalid_state("Result is not set.")))
     }
 }
 
@@ -409,14 +420,14 @@ impl<T: Clone + 'static> Future for LoopFuture<T> {
     /// Already done: ready at once, no trip through the loop (asyncio: `await` on a done
     /// future does not yield). Else park the waker as a done-callback (F2).
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, Error>> {
-        let mut c = self.cell.borrow_mut();
+        let mut c = self.inner.cell.borrow_mut();
         match c.state.outcome() {
             Some(r) => Poll::Ready(r),
             None => {
-                let added = c.callbacks.set_waker(cx.waker(), self.lp.id());
+                let added = c.callbacks.set_waker(cx.waker(), self.inner.lp.id());
                 drop(c);
                 if let Some(id) = added {
-                    self.lp.adjust_parked(id, 1); // F4
+                    self.inner.lp.adjust_parked(id, 1); // F4
                 }
                 Poll::Pending
             }
