@@ -125,11 +125,16 @@ pub enum Error {
     InvalidState(InvalidStateError),
     /// asyncio: `TimeoutError`.
     Timeout(TimeoutError),
-    /// The task panicked (asyncio: the coroutine raised).
-    Panicked(PanicError),
+    /// The task panicked (asyncio: the coroutine raised). Boxed, as is `Exception`: two
+    /// strings each, and every `Result<T, Error>` an await returns would carry them inline
+    /// (56 bytes instead of 32; see the assertion below).
+    Panicked(Box<PanicError>),
     /// An exception set with `set_exception`.
-    Exception(Exception),
+    Exception(Box<Exception>),
 }
+
+// What every await of a task or future moves around: keep it to four words.
+const _: () = assert!(std::mem::size_of::<Error>() == 32);
 
 impl Error {
     /// True for [`Error::Cancelled`]. asyncio: `isinstance(e, CancelledError)`.
@@ -175,12 +180,12 @@ impl From<TimeoutError> for Error {
 }
 impl From<Exception> for Error {
     fn from(e: Exception) -> Error {
-        Error::Exception(e)
+        Error::Exception(Box::new(e))
     }
 }
 impl From<PanicError> for Error {
     fn from(e: PanicError) -> Error {
-        Error::Panicked(e)
+        Error::Panicked(Box::new(e))
     }
 }
 

@@ -173,7 +173,7 @@ fn on_task_done(
         // so it is not "never retrieved" (K4).
         let _ = lp.task_exception(id);
         if let Some(message) = failed {
-            s.errors.push(Error::Panicked(PanicError { task, message }));
+            s.errors.push(PanicError { task, message }.into());
             if !s.aborting && !s.cancel_body && !s.exited {
                 // asyncio: `self._abort()` then `self._parent_task.cancel()`.
                 s.aborting = true;

@@ -793,7 +793,7 @@ impl LoopHandle {
                 drop(owned);
                 let message = panic_message(&*payload);
                 let task = self.task_name(id).unwrap_or_default();
-                let error = Error::Panicked(PanicError { task, message });
+                let error = Error::from(PanicError { task, message });
                 self.finish_task(id, Failure { error, retrieved: false }, TaskState::Failed);
             }
         }
