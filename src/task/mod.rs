@@ -1,11 +1,10 @@
 //! Tasks: futures driven by the loop, stored in a slab, with observable states.
 //!
 //! A *task* is a boxed `std::future::Future` plus a header the loop keeps about it (state,
-//! name, who awaits it). Tasks live in a slab (`table.rs`: [`slab::Slab`]s of 1,024 slots, in
-//! pages): slots with a free list, so spawning reuses freed slots and a task is found by
-//! index in O(1). A [`TaskId`] is that
-//! index plus a *generation* (the task's spawn number), so an id or waker that outlives its
-//! task can be recognised as stale (W2).
+//! name, who awaits it). Tasks live in a slab (`table.rs`: pages of 1,024 slots, each a
+//! [`slab::Slab`]): slots with a free list, so spawning reuses freed slots and a task is
+//! found by index in O(1). A [`TaskId`] is that index plus a *generation* (the task's spawn
+//! number), so an id or waker that outlives its task can be recognised as stale (W2).
 //!
 //! ```text
 //!   TaskTable (slab pages, table.rs)    ready queue (VecDeque<Ready>)
@@ -252,13 +251,12 @@ impl Watchers {
 
 /// The header the loop keeps per task: 64 bytes, one cache line.
 ///
-/// Its size is what a spawn costs in memory traffic: the slab holds one header per live
-/// task in one `Vec`, written by the spawn, the step and the join, and with 1,000,000 tasks
-/// alive that `Vec` is 64 MiB (fresh memory the kernel faults in page by page, unless the
-/// allocator has freed memory to reuse). Measured on W1 (spawn and join 1,000,000 tasks):
-/// every byte of header cost about 0.7 ns per task (`DESIGN.md` §3). So the fields every task uses
-/// are here, packed, and what few tasks use (a name, an owned waker, the task it awaits, a
-/// failure) is in [`SlotExtra`], boxed, allocated the first time a task needs it.
+/// Its size is what a spawn costs in memory traffic: the table holds one header per live
+/// task (in 64 KiB pages, `table.rs`), written by the spawn, the step and the join, and with
+/// 1,000,000 tasks alive that is 64 MiB. Measured on W1 (spawn and join 1,000,000 tasks):
+/// every byte of header cost about 0.7 ns per task (`DESIGN.md` §3). So the fields every
+/// task uses are here, packed, and what few tasks use (a name, an owned waker, the task it
+/// awaits, a failure) is in [`SlotExtra`], boxed, allocated the first time a task needs it.
 ///
 /// ```text
 ///   0        16        32     40     48    52    56    60  62 63 64
