@@ -70,16 +70,6 @@ impl<C> Watcher<C> {
         }
     }
 
-    /// Wake whoever this entry stands for; a callback entry is scheduled with `call_soon`
-    /// by the caller instead (it needs its argument). F4: a task entry stops counting.
-    pub(crate) fn wake_awaiter(self, lp: &LoopHandle) {
-        match self {
-            Watcher::Waker(w) => w.wake(),
-            Watcher::Task(id) => lp.wake_task_unparking(id, true),
-            Watcher::Callback { .. } => {}
-        }
-    }
-
     /// Does this entry wake the same thing as `waker`?
     fn same_awaiter(&self, waker: &Waker, loop_id: u64) -> bool {
         match self {
@@ -209,9 +199,11 @@ impl<C> DoneCallbacks<C> {
 /// force, since as a call it cost that benchmark 14 instructions a round trip.
 #[inline(always)]
 pub(crate) fn fire_entries<C>(entries: Entries<C>, lp: &LoopHandle, mut schedule: impl FnMut(C)) {
+    // An awaiter is woken; F4: a task entry stops counting as it fires.
     let mut fire = |w: Watcher<C>| match w {
         Watcher::Callback { f, .. } => schedule(f),
-        other => other.wake_awaiter(lp),
+        Watcher::Waker(w) => w.wake(),
+        Watcher::Task(id) => lp.wake_task_unparking(id, true),
     };
     let (first, rest) = entries;
     if let Some(w) = first {

@@ -629,7 +629,9 @@ impl LoopHandle {
         if closed {
             // A closed loop runs nothing: the task is born cancelled, and says so.
             self.report(&format!("spawn on a closed loop: task {id} was cancelled before it ran"));
-            self.finish_task(id, Failure { error: Error::cancelled(), retrieved: true }, TaskState::Cancelled);
+            self.finish_task(id, Error::cancelled());
+            // The report just told of it: its cancellation counts as read (K4).
+            let _ = self.task_exception(id);
         } else {
             // What `schedule_task` does, minus the checks a fresh slot passes by construction.
             inner.ready.borrow_mut().push_back(Ready::task(id));
@@ -722,7 +724,7 @@ impl LoopHandle {
             // K1: drop instead of poll. Destructors of the suspended future run here.
             drop(fut);
             drop(owned);
-            self.finish_task(id, Failure { error: Error::cancelled(), retrieved: false }, TaskState::Cancelled);
+            self.finish_task(id, Error::cancelled());
             return;
         }
         self.emit_with(|| EventKind::TaskPolled { task: id });
@@ -782,8 +784,7 @@ impl LoopHandle {
                     // cancel and then returned ends cancelled; its value is dropped.
                     drop(tasks);
                     drop(fut);
-                    let error = Error::cancelled();
-                    self.finish_task(id, Failure { error, retrieved: false }, TaskState::Cancelled);
+                    self.finish_task(id, Error::cancelled());
                 }
             }
             Err(payload) => {
@@ -791,28 +792,28 @@ impl LoopHandle {
                 drop(owned);
                 let message = panic_message(&*payload);
                 let task = self.task_name(id).unwrap_or_default();
-                let error = Error::from(PanicError { task, message });
-                self.finish_task(id, Failure { error, retrieved: false }, TaskState::Failed);
+                self.finish_task(id, Error::from(PanicError { task, message }));
             }
         }
     }
 
-    /// End a task that failed (`state` FAILED or CANCELLED): record the failure, schedule
-    /// done-callbacks and awaiters, free a detached slot. (A task that returned a value ends
-    /// in `finish_step`, in the look-up that checked for a cancel request.)
+    /// End a task that failed with `error`: CANCELLED for a cancellation, else FAILED.
+    /// Record the failure (not yet read, K4), schedule done-callbacks and awaiters, free a
+    /// detached slot. (A task that returned a value ends in `finish_step`, in the look-up
+    /// that checked for a cancel request.)
     #[cold]
     #[inline(never)]
-    fn finish_task(&self, id: TaskId, failure: Failure, state: TaskState) {
-        let outcome = match (&failure.error, state) {
-            (_, TaskState::Cancelled) => Outcome::Cancelled,
-            (Error::Panicked(p), _) => Outcome::Panicked(p.message.clone()),
-            _ => Outcome::Done,
+    fn finish_task(&self, id: TaskId, error: Error) {
+        let (state, outcome) = match &error {
+            Error::Cancelled(_) => (TaskState::Cancelled, Outcome::Cancelled),
+            Error::Panicked(p) => (TaskState::Failed, Outcome::Panicked(p.message.clone())),
+            _ => (TaskState::Failed, Outcome::Done),
         };
         let (watchers, free) = {
             let mut tasks = self.inner.tasks.borrow_mut();
             let slot = tasks.at_mut(id.index);
             slot.cell = None;
-            slot.extra_mut().failure = Some(failure);
+            slot.extra_mut().failure = Some(Failure { error, retrieved: false });
             slot.record_ending(state)
         };
         self.announce_ending(id, || outcome, watchers, free);
@@ -844,7 +845,8 @@ impl LoopHandle {
     fn fire_watchers(&self, watchers: Watchers) {
         match watchers {
             Watchers::None => {}
-            Watchers::Task(id) => Watcher::<TaskCallback>::Task(id).wake_awaiter(self),
+            // The awaiting task's entry fires: it stops counting this task (F4).
+            Watchers::Task(id) => self.wake_task_unparking(id, true),
             Watchers::Gather(core, index) => self.schedule_callback(CallbackFn::Gather(ChildLink { core, index })),
             Watchers::Many(mut list) => fire_entries(list.take_entries(), self, |f| {
                 self.call_soon(f);
