@@ -11,9 +11,12 @@
 //! table below, whose memory the allocator recycles, takes about 70 and no faults.
 //!
 //! So the table is a list of slabs ("pages") of at most 1,024 slots, 64 KiB each: a page is
-//! never larger than what the allocator keeps and hands out again, and is never moved once
-//! full. Page 0 starts small and grows like any `Vec` (a loop with a few tasks allocates a
-//! few slots); each further page is allocated whole when the pages before it are full.
+//! a block glibc serves from its heap and hands out again after it is freed, and it is never
+//! moved once full. (The heap's memory can still go back to the kernel: glibc trims a large
+//! free region at the top of the heap. In the bench it did not for the task table, but it
+//! did for a paged callback table tried the same way; see `BENCHMARKS.md` §1.) Page 0 starts
+//! small and grows like any `Vec` (a loop with a few tasks allocates a few slots); each
+//! further page is allocated whole when the pages before it are full.
 //!
 //! ```text
 //!   index = page << 10 | slot in page      with_room: pages with a free slot (a stack)
