@@ -856,12 +856,8 @@ impl LoopHandle {
 
     /// Remove a finished task whose handle is gone; report an unread failure (K4).
     pub(crate) fn free_task_slot(&self, id: TaskId) {
-        let slot = {
-            let mut tasks = self.inner.tasks.borrow_mut();
-            if tasks.find(id).is_none() {
-                return;
-            }
-            tasks.remove(id.index)
+        let Some(slot) = self.inner.tasks.borrow_mut().remove(id) else {
+            return;
         };
         self.forget_slot(slot);
     }
@@ -880,20 +876,21 @@ impl LoopHandle {
     /// The handle was dropped: free the slot now if finished (in the same look-up), else
     /// when it finishes.
     fn release_task_handle(&self, id: TaskId) {
-        let slot = {
+        let removed = {
             let Ok(mut tasks) = self.inner.tasks.try_borrow_mut() else {
                 return;
             };
-            let Some(s) = tasks.find_mut(id) else {
-                return;
-            };
-            if !s.state.is_finished() {
-                s.set_flag(HANDLE_ALIVE, false);
-                return;
-            }
-            tasks.remove(id.index)
+            tasks.update(id, |s| {
+                let finished = s.state.is_finished();
+                if !finished {
+                    s.set_flag(HANDLE_ALIVE, false);
+                }
+                ((), finished)
+            })
         };
-        self.forget_slot(slot);
+        if let Some(((), Some(slot))) = removed {
+            self.forget_slot(slot);
+        }
     }
 
     /// If finished, take the result out (once); else None. The caller owns the task's handle
@@ -902,46 +899,50 @@ impl LoopHandle {
     /// hand-over, see [`Task`]), and `id` gets the `HANDED_OVER` bit to say so.
     fn take_task_result<T: 'static>(&self, id: &mut TaskId) -> Option<Result<T, Error>> {
         let mut tasks = self.inner.tasks.borrow_mut();
-        let Some(slot) = tasks.find_mut(*id) else {
+        // What the slot gives: `None` while the task runs, its error, or its cell (`None` if
+        // the value was taken); and whether the slot goes (K6) in the same look-up.
+        let found = tasks.update(*id, |slot| match slot.state {
+            TaskState::Failed | TaskState::Cancelled => {
+                let error = match slot.failure_mut() {
+                    Some(f) => {
+                        f.retrieved = true;
+                        f.error.clone()
+                    }
+                    // Only `close()` ends a task with no failure recorded (and then forgets it).
+                    None => Error::cancelled(),
+                };
+                (Some(Err(error)), false)
+            }
+            // A DONE task has no watchers left (they fired) and, with no `extra`, no name or
+            // failure to keep: the handle can answer for it from here on.
+            TaskState::Done => (Some(Ok(slot.cell.take())), slot.extra.is_none()),
+            _ => (None, false),
+        });
+        let Some((read, removed)) = found else {
             return Some(Err(Error::invalid_state("task is gone (loop closed)")));
         };
-        match slot.state {
-            TaskState::Failed | TaskState::Cancelled => Some(Err(match slot.failure_mut() {
-                Some(f) => {
-                    f.retrieved = true;
-                    f.error.clone()
-                }
-                // Only `close()` ends a task with no failure recorded (and then forgets it).
-                None => Error::cancelled(),
-            })),
-            TaskState::Done => {
-                // A DONE task has no watchers left (they fired) and, with no `extra`, no name
-                // or failure to keep: the handle can answer for it from here on.
-                let freed = slot.extra.is_none();
-                let cell = slot.cell.take();
-                if freed {
-                    // Nothing left in the slot owns anything (no `extra`, the watchers fired
-                    // when it finished, the cell just taken): forgetting it skips drop code
-                    // that would find nothing to drop.
-                    debug_assert!(matches!(slot.watchers, Watchers::None));
-                    std::mem::forget(tasks.remove(id.index));
-                    id.index |= HANDED_OVER;
-                }
-                // Free the cell outside the borrow: nothing user-visible drops here (the
-                // future is gone, the output moves out), but the rule keeps it simple.
-                drop(tasks);
-                let Some(cell) = cell else {
-                    return Some(Err(Error::invalid_state(TAKEN)));
-                };
-                let mut out: Option<T> = None;
-                // SAFETY: `out` is an `Option<T>`, and `T` is the type `want` names.
-                let read = unsafe { cell.take_output(std::any::TypeId::of::<T>(), (&raw mut out).cast()) };
-                match out {
-                    Some(v) if read => Some(Ok(v)),
-                    _ => Some(Err(Error::invalid_state("task output type mismatch"))),
-                }
-            }
-            _ => None,
+        if let Some(slot) = removed {
+            // Nothing left in the slot owns anything (no `extra`, the watchers fired when it
+            // finished, the cell just taken): forgetting it skips drop code that would find
+            // nothing to drop.
+            debug_assert!(matches!(slot.watchers, Watchers::None) && slot.cell.is_none());
+            std::mem::forget(slot);
+            id.index |= HANDED_OVER;
+        }
+        // Free the cell outside the borrow: nothing user-visible drops here (the future is
+        // gone, the output moves out), but the rule keeps it simple.
+        drop(tasks);
+        let cell = match read? {
+            Err(error) => return Some(Err(error)),
+            Ok(None) => return Some(Err(Error::invalid_state(TAKEN))),
+            Ok(Some(cell)) => cell,
+        };
+        let mut out: Option<T> = None;
+        // SAFETY: `out` is an `Option<T>`, and `T` is the type `want` names.
+        let read = unsafe { cell.take_output(std::any::TypeId::of::<T>(), (&raw mut out).cast()) };
+        match out {
+            Some(v) if read => Some(Ok(v)),
+            _ => Some(Err(Error::invalid_state("task output type mismatch"))),
         }
     }
 

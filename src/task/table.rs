@@ -169,16 +169,32 @@ impl TaskTable {
         self.get_mut(index).expect("looplab: the task being stepped has a slot")
     }
 
-    /// Remove the header in slot `index` (occupied) and return it.
+    /// Look task `id` up once, let `f` read or change its slot, and remove the slot in the
+    /// same look-up if `f` says so (its second value). `None` if the task is not there;
+    /// else `f`'s result and the removed header, if it was removed.
     #[inline(always)]
-    pub(crate) fn remove(&mut self, index: u32) -> TaskSlot {
-        let p = (index >> PAGE_SHIFT) as usize;
-        let page = self.page_mut(p);
-        let slot = page.remove((index & SLOT_MASK) as usize);
+    pub(crate) fn update<R>(
+        &mut self,
+        id: TaskId,
+        f: impl FnOnce(&mut TaskSlot) -> (R, bool),
+    ) -> Option<(R, Option<TaskSlot>)> {
+        let p = (id.index >> PAGE_SHIFT) as usize;
+        let page = if p == 0 { &mut self.first } else { self.pages.get_mut(p - 1)? };
+        let key = (id.index & SLOT_MASK) as usize;
+        let (r, remove) = f(page.get_mut(key).filter(|s| s.holds(id))?);
+        if !remove {
+            return Some((r, None));
+        }
+        let slot = page.remove(key);
         if page.len() == PAGE_SLOTS - 1 {
             self.with_room.push(p as u32); // P2: it was full.
         }
-        slot
+        Some((r, Some(slot)))
+    }
+
+    /// Remove task `id`, if it is there, in one look-up.
+    pub(crate) fn remove(&mut self, id: TaskId) -> Option<TaskSlot> {
+        self.update(id, |_| ((), true)).and_then(|(_, slot)| slot)
     }
 
     /// Every task, in slot order.
@@ -269,15 +285,15 @@ mod tests {
         }
         // Page 0 and page 1 are full; page 2 has room and is on top.
         assert_eq!(t.next_index(), 2 * PAGE_SLOTS + 10);
-        let freed = t.remove(5);
+        let freed = t.remove(TaskId { index: 5, generation: 6 }).expect("task 6 in slot 5");
         assert_eq!(freed.generation, 6);
         check(&t);
         assert_eq!(t.next_index(), 5, "the page that just got room is on top");
         assert_eq!(t.insert(slot(99)), 5);
         check(&t);
         assert_eq!(t.next_index(), 2 * PAGE_SLOTS + 10, "page 0 is full again, page 2 is back on top");
-        let freed = t.remove(PAGE_SLOTS as u32 + 3);
-        assert_eq!(freed.generation, PAGE_SLOTS as u32 + 4);
+        let freed = t.remove(TaskId { index: PAGE_SLOTS as u32 + 3, generation: PAGE_SLOTS as u32 + 4 });
+        assert_eq!(freed.map(|s| s.generation), Some(PAGE_SLOTS as u32 + 4));
         check(&t);
         assert_eq!(t.next_index(), PAGE_SLOTS + 3);
     }
@@ -294,7 +310,8 @@ mod tests {
         assert!(t.find_mut(TaskId { index: last + 1, generation: 1 }).is_none(), "a vacant slot of a page");
         assert!(t.get(5 * PAGE_SLOTS as u32).is_none(), "a page that was never allocated");
         assert!(t.get(u32::MAX).is_none());
-        t.remove(3);
+        assert!(t.remove(TaskId { index: 3, generation: 9 }).is_none(), "W2: not another task's slot");
+        assert!(t.remove(TaskId { index: 3, generation: 4 }).is_some());
         assert!(t.find(TaskId { index: 3, generation: 4 }).is_none(), "a removed task");
     }
 
@@ -306,12 +323,13 @@ mod tests {
             t.insert(slot(g + 1));
         }
         // Free every other slot, then all, checking as we go.
+        let gone = |i: u32| TaskId { index: i, generation: i + 1 };
         for i in (0..n).step_by(2) {
-            t.remove(i);
+            assert!(t.remove(gone(i)).is_some());
         }
         check(&t);
         for i in (1..n).step_by(2) {
-            t.remove(i);
+            assert!(t.remove(gone(i)).is_some());
         }
         check(&t);
         assert_eq!(t.iter().count(), 0);
