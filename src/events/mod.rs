@@ -58,7 +58,7 @@ use slab::Slab;
 use crate::clock::{Clock, Nanos, duration_to_nanos};
 use crate::error::{DeadlockError, LoopError, WaitingTask, panic_message};
 use crate::net::reactor::{BELL, FdCall, Reactor, Readiness};
-use crate::task::{TaskId, TaskState, TaskTable};
+use crate::task::{TaskArena, TaskId, TaskState, TaskTable};
 use crate::timer::{Cascade, Expired, TieOrder, TimerHeap, TimerQueue, TimerWheel};
 use crate::trace::{CallbackId, EventKind, TimeoutReason, TraceSink, Tracer, WakeSource};
 
@@ -165,6 +165,8 @@ pub(crate) struct Inner {
     pub(crate) cascades: RefCell<Vec<Cascade>>,
     /// The task slab.
     pub(crate) tasks: RefCell<TaskTable>,
+    /// The tasks' boxes (M3: declared after `tasks`, so dropped after it).
+    pub(crate) arena: TaskArena,
     /// Scheduling sequence counter (the `seq` of `(deadline, seq)`).
     pub(crate) seq: Cell<u64>,
     /// Spawn counter (task generations).
@@ -283,6 +285,7 @@ impl Builder {
             expired: RefCell::new(Vec::new()),
             cascades: RefCell::new(Vec::new()),
             tasks: RefCell::new(TaskTable::new()),
+            arena: TaskArena::new(),
             seq: Cell::new(0),
             task_counter: Cell::new(0),
             remote,

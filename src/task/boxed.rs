@@ -4,23 +4,24 @@
 //! trait object. A task needs somewhere to keep its output between the step that produced it
 //! and the `await` that reads it. Boxing the output as `Box<dyn Any>` would cost a second
 //! allocation (and a free) per task whose output is not zero-sized: in a spawn-and-join
-//! benchmark, glibc's malloc and free were 40 % of the instructions. So the box that held the
-//! future keeps the output instead, in the same bytes, as tokio's task cell does:
+//! benchmark, malloc and free were 40 % of the instructions even with one allocation a task
+//! (which is why the boxes now come from the loop's own arena, arena.rs). So the box that
+//! held the future keeps the output instead, in the same bytes, as tokio's task cell does:
 //!
 //! ```text
-//!   Pin<Box<TaskCell<F>>>          (one allocation, size = max(F, F::Output) + tag)
+//!   TaskBox → TaskCell<F>          (one block, size = max(F, F::Output) + tag)
 //!   ┌─────────────────────────┐  poll → Ready(v)   ┌──────────────────────┐  take_output
 //!   │ Running(F)  (pinned)    │ ─────────────────► │ Done(F::Output)      │ ─────────────►  (freed)
 //!   └─────────────────────────┘  F dropped in place└──────────────────────┘  v moved into the
 //!                                 (its destructors                            awaiting Task<T>,
-//!                                  run right there)                           then the box freed
+//!                                  run right there)                           then the block freed
 //! ```
 //!
 //! The reader names the type it expects by its `TypeId` and passes where to put it; the cell
 //! writes there only if that is its output's type, so a wrong type is a checked error, never
-//! a wrong read. Reading the output also frees the box, in the same call (one virtual call
-//! and a compare of two constants per join, where `&mut dyn Any` cost two virtual calls,
-//! `Any::type_id` being one of them, and the box's drop a third).
+//! a wrong read: one virtual call and a compare of two constants per join, where `&mut dyn
+//! Any` cost two virtual calls, `Any::type_id` being one of them. The arena then frees the
+//! emptied cell (its drop glue has nothing left to drop).
 //!
 //! # Invariants
 //! - **B1** `F` is structurally pinned: while the cell is `Running`, `F` is never moved; it
@@ -41,13 +42,13 @@ use std::task::{Context, Poll};
 pub(crate) trait TaskFuture {
     /// Poll the future; when it finishes, its output is kept inside (and the future dropped).
     fn poll_task(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
-    /// Move the kept output into `*dst` and free the box. Returns false (the box is freed
-    /// all the same, with whatever it held) if `want` is not the output's type or there is
-    /// no output (not finished, or already taken).
+    /// Move the kept output into `*dst`, leaving the cell empty (its box is then freed by
+    /// the arena, arena.rs). Returns false if `want` is not the output's type or there is no
+    /// output (not finished, or already taken).
     ///
     /// # Safety
     /// `dst` must point to a live `Option<T>` with `TypeId::of::<T>() == want`.
-    unsafe fn take_output(self: Pin<Box<Self>>, want: TypeId, dst: *mut ()) -> bool;
+    unsafe fn take_output(self: Pin<&mut Self>, want: TypeId, dst: *mut ()) -> bool;
 }
 
 /// The boxed cell of one task (B1).
@@ -56,7 +57,7 @@ pub(crate) enum TaskCell<F: Future> {
     Running(F),
     /// Finished: the output, waiting for its reader.
     Done(F::Output),
-    /// The output was moved out (for the instant before `take_output` frees the box).
+    /// The output was moved out (for the instant before the arena frees the block).
     Taken,
 }
 
@@ -93,18 +94,17 @@ where
         }
     }
 
-    unsafe fn take_output(self: Pin<Box<Self>>, want: TypeId, dst: *mut ()) -> bool {
+    unsafe fn take_output(self: Pin<&mut Self>, want: TypeId, dst: *mut ()) -> bool {
         if want != TypeId::of::<F::Output>() {
             return false;
         }
-        // SAFETY: B1. The box is unpinned to move the output out, which happens only in the
-        // `Done` state, where no `F` exists; the output was never pinned. A `Running` cell
-        // is only dropped (in place, as the box frees it), never moved.
-        let mut cell = unsafe { Pin::into_inner_unchecked(self) };
+        // SAFETY: B1. The output is moved out only in the `Done` state, where no `F` exists;
+        // the output was never pinned. A `Running` cell is left as it is.
+        let cell = unsafe { self.get_unchecked_mut() };
         if !matches!(*cell, TaskCell::Done(_)) {
             return false;
         }
-        let TaskCell::Done(v) = std::mem::replace(&mut *cell, TaskCell::Taken) else {
+        let TaskCell::Done(v) = std::mem::replace(cell, TaskCell::Taken) else {
             return false;
         };
         // SAFETY: `want` is `F::Output`'s id (checked above), so by this method's contract
@@ -145,14 +145,17 @@ mod tests {
         assert_eq!(drops.get(), 1, "the future (and its locals) is dropped when it finishes");
         let mut out: Option<String> = None;
         // SAFETY: `out` is an `Option<String>`, named by its `TypeId`.
-        assert!(unsafe { cell.take_output(TypeId::of::<String>(), (&raw mut out).cast()) });
+        assert!(unsafe { cell.as_mut().take_output(TypeId::of::<String>(), (&raw mut out).cast()) });
         assert_eq!(out.as_deref(), Some("out"));
 
         let mut cell = make();
         assert_eq!(cell.as_mut().poll_task(&mut cx), Poll::Ready(()));
         let mut wrong: Option<u32> = None;
-        // SAFETY: `wrong` is an `Option<u32>`, named by its `TypeId`.
-        assert!(!unsafe { cell.take_output(TypeId::of::<u32>(), (&raw mut wrong).cast()) }, "a wrong type is refused");
+        assert!(
+            // SAFETY: `wrong` is an `Option<u32>`, named by its `TypeId`.
+            !unsafe { cell.as_mut().take_output(TypeId::of::<u32>(), (&raw mut wrong).cast()) },
+            "a wrong type is refused"
+        );
         assert_eq!(wrong, None);
     }
 
@@ -168,7 +171,9 @@ mod tests {
         assert_eq!(cell.as_mut().poll_task(&mut cx), Poll::Pending);
         let mut out: Option<u8> = None;
         // SAFETY: `out` is an `Option<u8>`, named by its `TypeId`.
-        assert!(!unsafe { cell.take_output(TypeId::of::<u8>(), (&raw mut out).cast()) });
-        assert_eq!(drops.get(), 1, "the unfinished future was dropped in place with its box");
+        assert!(!unsafe { cell.as_mut().take_output(TypeId::of::<u8>(), (&raw mut out).cast()) });
+        assert_eq!(drops.get(), 0, "the unfinished future is left in place");
+        drop(cell);
+        assert_eq!(drops.get(), 1, "and dropped in place with its box");
     }
 }

@@ -51,6 +51,7 @@
 //!   the handle answers for the task from then on. A named or failed task keeps its slot
 //!   until its handle is dropped.
 
+mod arena;
 mod boxed;
 pub(crate) mod raw_waker;
 mod table;
@@ -68,7 +69,8 @@ use crate::events::{CallbackFn, LoopHandle, Ready, Running};
 use crate::future::{DoneCallbacks, Watcher, fire_entries};
 
 use crate::trace::{CallbackId, EventKind, Outcome, WakeSource};
-use boxed::{TaskCell, TaskFuture};
+pub(crate) use arena::TaskArena;
+use arena::TaskBox;
 use raw_waker::{LentWaker, waker_for, with_lent_waker};
 pub(crate) use table::TaskTable;
 
@@ -148,8 +150,9 @@ impl fmt::Display for TaskState {
 }
 
 /// The box a slot holds: the user's future, then its output in the same allocation
-/// (boxed.rs), so tasks of every output type fit one slab at one allocation each.
-pub(crate) type BoxedTask = Pin<Box<dyn TaskFuture>>;
+/// (boxed.rs), so tasks of every output type fit one slab at one allocation each, a block
+/// of the loop's arena (arena.rs).
+pub(crate) type BoxedTask = TaskBox;
 
 /// How a task failed, and whether anyone read it (K4).
 pub(crate) struct Failure {
@@ -594,20 +597,21 @@ impl LoopHandle {
         F::Output: 'static,
     {
         let inner = &self.inner;
-        let boxed: BoxedTask = Box::pin(TaskCell::new(fut));
-        let future_size = std::mem::size_of_val(&*boxed);
+        let boxed = TaskBox::new(&inner.arena, fut);
+        let future_size = boxed.size();
+        let closed = inner.closed.get();
+        // A closed loop's future is freed at the end of this function, outside the borrow
+        // (its destructors may call the loop).
+        let (boxed, refused) = if closed { (None, Some(boxed)) } else { (Some(boxed), None) };
         let generation = inner.task_counter.get().wrapping_add(1);
         inner.task_counter.set(generation);
-        let closed = inner.closed.get();
         let id = {
             let mut tasks = inner.tasks.borrow_mut();
             // Born READY and queued (edge 1 of the state machine, done here in one write of
             // the slot rather than a second lookup); a closed loop's task stays CREATED
             // until it is finished as cancelled below.
             let index = tasks.insert(TaskSlot {
-                // A closed loop's future is dropped at the end of this function, outside
-                // the borrow (its destructors may call the loop).
-                cell: if closed { None } else { Some(boxed) },
+                cell: boxed,
                 watchers: Watchers::None,
                 spawned_at: at,
                 extra: name.map(|name| Box::new(SlotExtra { name: Some(name), ..SlotExtra::default() })),
@@ -628,6 +632,9 @@ impl LoopHandle {
         }
         if closed {
             // A closed loop runs nothing: the task is born cancelled, and says so.
+            if let Some(b) = refused {
+                inner.arena.free(b);
+            }
             self.report(&format!("spawn on a closed loop: task {id} was cancelled before it ran"));
             self.finish_task(id, Error::cancelled());
             // The report just told of it: its cancellation counts as read (K4).
@@ -722,7 +729,7 @@ impl LoopHandle {
         };
         if cancel {
             // K1: drop instead of poll. Destructors of the suspended future run here.
-            drop(fut);
+            inner.arena.free(fut);
             drop(owned);
             self.finish_task(id, Error::cancelled());
             return;
@@ -783,12 +790,12 @@ impl LoopHandle {
                     // asyncio's `_must_cancel` at the end of `__step`: a task that was asked to
                     // cancel and then returned ends cancelled; its value is dropped.
                     drop(tasks);
-                    drop(fut);
+                    inner.arena.free(fut);
                     self.finish_task(id, Error::cancelled());
                 }
             }
             Err(payload) => {
-                drop(fut);
+                inner.arena.free(fut);
                 drop(owned);
                 let message = panic_message(&*payload);
                 let task = self.task_name(id).unwrap_or_default();
@@ -812,7 +819,7 @@ impl LoopHandle {
         let (watchers, free) = {
             let mut tasks = self.inner.tasks.borrow_mut();
             let slot = tasks.at_mut(id.index);
-            slot.cell = None;
+            debug_assert!(slot.cell.is_none(), "a failing task's box was freed when its step ended");
             slot.extra_mut().failure = Some(Failure { error, retrieved: false });
             slot.record_ending(state)
         };
@@ -864,11 +871,14 @@ impl LoopHandle {
 
     /// A removed slot: report an unread failure (K4), then drop it, with no borrow held
     /// (dropping the output may run user destructors).
-    fn forget_slot(&self, slot: TaskSlot) {
+    fn forget_slot(&self, mut slot: TaskSlot) {
         if let Some(f) = slot.failure() {
             if let (Error::Panicked(p), false) = (&f.error, f.retrieved) {
                 self.report(&format!("Task exception was never retrieved: {p}"));
             }
+        }
+        if let Some(cell) = slot.cell.take() {
+            self.inner.arena.free(cell);
         }
         drop(slot);
     }
@@ -932,14 +942,15 @@ impl LoopHandle {
         // Free the cell outside the borrow: nothing user-visible drops here (the future is
         // gone, the output moves out), but the rule keeps it simple.
         drop(tasks);
-        let cell = match read? {
+        let mut cell = match read? {
             Err(error) => return Some(Err(error)),
             Ok(None) => return Some(Err(Error::invalid_state(TAKEN))),
             Ok(Some(cell)) => cell,
         };
         let mut out: Option<T> = None;
         // SAFETY: `out` is an `Option<T>`, and `T` is the type `want` names.
-        let read = unsafe { cell.take_output(std::any::TypeId::of::<T>(), (&raw mut out).cast()) };
+        let read = unsafe { cell.as_mut().take_output(std::any::TypeId::of::<T>(), (&raw mut out).cast()) };
+        self.inner.arena.free(cell);
         match out {
             Some(v) if read => Some(Ok(v)),
             _ => Some(Err(Error::invalid_state("task output type mismatch"))),
