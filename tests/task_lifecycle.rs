@@ -548,6 +548,41 @@ fn sleep_zero_alternates_strictly() {
     assert_eq!(lp.iteration(), 4); // three rounds, plus the round in which both return
 }
 
+/// A task that wakes itself (as `yield_now` does) is queued as its step ends, after what
+/// the step itself scheduled, even when the wake came first (W5).
+/// CPython: test_tasks.py::BaseTaskTests::test_sleep (the bare `yield` inside `sleep(0)`:
+/// `Task.__step` calls `call_soon(self.__step)` only after the coroutine has yielded)
+#[test]
+fn a_self_wake_is_queued_when_the_step_ends() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    /// Wakes its task, then schedules a callback, then suspends; ready when polled again.
+    struct WakeThenSchedule(bool, Log);
+    impl Future for WakeThenSchedule {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                return Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            let l = self.1.clone();
+            get_running_loop().unwrap().call_soon(move |_| l.push("callback scheduled after the wake"));
+            Poll::Pending
+        }
+    }
+    let (lp, log) = virtual_loop();
+    let l = log.clone();
+    lp.spawn(async move {
+        WakeThenSchedule(false, l.clone()).await;
+        l.push("task resumed");
+    })
+    .detach();
+    lp.run_until_idle().unwrap();
+    assert_eq!(log.take(), ["callback scheduled after the wake", "task resumed"]);
+}
+
 /// A task sleeping `d` resumes one hop after its timer: after other callbacks due at the
 /// same time.
 /// CPython: test_tasks.py::BaseTaskTests::test_sleep (with a `call_at` at the same deadline)
@@ -836,10 +871,11 @@ fn error_read_by_a_done_callback_is_retrieved() {
 }
 
 /// K5: a task whose last step wakes it and then returns (a Rust future may: a combinator
-/// that yields in one branch and completes in another) keeps its result, and its stale
-/// ready-queue entry runs nothing. Also when that last step panics. asyncio has no
-/// counterpart (its wake-ups are done-callbacks of awaited futures, and `__step` refuses a
-/// done task), so this is looplab's own rule.
+/// that yields in one branch and completes in another) keeps its result, and nothing runs
+/// it again (a wake through the lent waker is dropped with the step that finished, W5; one
+/// through an owned waker leaves a stale ready-queue entry that runs nothing). Also when
+/// that last step panics. asyncio has no counterpart (its wake-ups are done-callbacks of
+/// awaited futures, and `__step` refuses a done task), so this is looplab's own rule.
 #[test]
 fn self_wake_in_the_last_step_keeps_the_outcome() {
     let (lp, _log) = virtual_loop();

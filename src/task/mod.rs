@@ -740,23 +740,32 @@ impl LoopHandle {
             let mut cx = Context::from_waker(waker);
             std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll_task(&mut cx)))
         };
-        let (polled, owned) = match owned {
-            Some(w) => (poll_with(&w, &mut fut), Some(w)),
+        let (polled, owned, woken) = match owned {
+            Some(w) => (poll_with(&w, &mut fut), Some(w), false),
             None => {
                 // W4: lend a stack waker; allocate only if the poll clones it.
-                let lent = LentWaker::new(id, self, &inner.remote);
+                let lent = LentWaker::new(id, &inner.remote);
                 let polled = with_lent_waker(&lent, |w| poll_with(w, &mut fut));
-                (polled, lent.promoted.into_inner().map(waker_for))
+                let woken = lent.woken();
+                (polled, lent.promoted.into_inner().map(waker_for), woken)
             }
         };
         // `current` stays this task until the step is wrapped up, so the wake-ups its
         // completion causes are attributed to it (who woke whom).
-        self.finish_step(id, polled, fut, owned);
+        self.finish_step(id, polled, fut, owned, woken);
         inner.current.set(prev);
     }
 
-    /// The end of a step: put a pending future back, or record the outcome.
-    fn finish_step(&self, id: TaskId, polled: std::thread::Result<Poll<()>>, fut: BoxedTask, owned: Option<Waker>) {
+    /// The end of a step: put a pending future back (queued again if it woke itself through
+    /// its lent waker, `woken`, W5), or record the outcome.
+    fn finish_step(
+        &self,
+        id: TaskId,
+        polled: std::thread::Result<Poll<()>>,
+        fut: BoxedTask,
+        owned: Option<Waker>,
+        woken: bool,
+    ) {
         let inner = &self.inner;
         match polled {
             Ok(Poll::Pending) => {
@@ -766,7 +775,15 @@ impl LoopHandle {
                 if let Some(w) = owned {
                     slot.extra_mut().waker = Some(w);
                 }
-                if slot.cancel_requested() && !slot.queued() {
+                if woken && !slot.queued() {
+                    // W5: the self-wake of `yield_now`, queued as the step ends (asyncio's
+                    // `call_soon(self.__step)` at the end of `__step`), in this look-up.
+                    slot.set_queued(true);
+                    slot.state = TaskState::Ready;
+                    drop(tasks);
+                    inner.ready.borrow_mut().push_back(Ready::task(id));
+                    self.emit_with(|| EventKind::TaskWoken { task: id, by: WakeSource::Task(id) });
+                } else if slot.cancel_requested() && !slot.queued() {
                     // cancel() was called on ourselves while running: take effect next step.
                     drop(tasks);
                     self.schedule_task(id, WakeSource::Task(id));

@@ -38,10 +38,12 @@
 //! - **W4** A *lent* waker (`LENT_VTABLE`) points at a `LentWaker` on `run_task`'s stack and
 //!   exists only as a `&Waker` inside that poll: it is never dropped or woken by value, and
 //!   anything that wants to keep it must clone it, which yields an owned `VTABLE` waker.
-//! - **W5** A lent waker woken on the loop's own thread schedules through the `&LoopHandle`
-//!   of the `run_task` that lent it (alive for the whole poll); from any other thread it uses
-//!   only thread-safe parts (the inbox), never that `Rc` loop handle.
+//! - **W5** A lent waker woken on the loop's own thread only raises its `woken` flag, and
+//!   `run_task` queues the task when the poll returns `Pending` (the lent waker is always the
+//!   polled task's own, so there is no slot to look up mid-poll); from any other thread it
+//!   uses only thread-safe parts (the inbox), never that flag.
 
+use std::cell::Cell;
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::task::{RawWaker, RawWakerVTable, Waker};
@@ -117,9 +119,13 @@ pub(crate) fn waker_for(arc: Arc<TaskWaker>) -> Waker {
 ///   cx.waker().clone() ──► promoted.get_or_init(Arc::new(TaskWaker)) ──► owned Waker (VTABLE)
 /// ```
 ///
-/// A `wake_by_ref` on the loop's own thread (every `yield_now`) goes straight to `home`, the
-/// loop that is polling: no thread-local lookup. `thread` tells whether we are on that thread:
-/// it is the address of a thread-local byte, which differs between live threads.
+/// A `wake_by_ref` on the loop's own thread (every `yield_now`) wakes the task being polled,
+/// so it only sets `woken`: `run_task` queues the task once the poll is over, in the look-up
+/// of its slot it makes anyway (W5). That is asyncio's order, too: a bare `yield` in a
+/// coroutine (what `sleep(0)` does) makes `Task.__step` call `call_soon(self.__step)` as the
+/// step ends, after whatever the step itself scheduled. `thread` tells whether we are on the
+/// loop's thread: it is the address of a thread-local byte, which differs between live
+/// threads.
 #[derive(Debug)]
 pub(crate) struct LentWaker<'a> {
     /// The task being polled.
@@ -128,8 +134,8 @@ pub(crate) struct LentWaker<'a> {
     pub(crate) remote: &'a Arc<Remote>,
     /// The owned waker, made at the first clone.
     pub(crate) promoted: std::sync::OnceLock<Arc<TaskWaker>>,
-    /// The loop polling the task (`run_task`'s `&self`); dereferenced only on `thread`.
-    home: *const LoopHandle,
+    /// Woken on the loop's own thread during the poll (W5); read and written only there.
+    woken: Cell<bool>,
     /// [`thread_mark`] of the loop's thread.
     thread: *const u8,
 }
@@ -146,15 +152,14 @@ fn thread_mark() -> *const u8 {
 }
 
 impl<'a> LentWaker<'a> {
-    /// The waker `run_task` lends for one poll of `task` on `home` (W4).
-    pub(crate) fn new(task: TaskId, home: &'a LoopHandle, remote: &'a Arc<Remote>) -> Self {
-        LentWaker {
-            task,
-            remote,
-            promoted: std::sync::OnceLock::new(),
-            home: home as *const LoopHandle,
-            thread: thread_mark(),
-        }
+    /// The waker `run_task` lends for one poll of `task` (W4).
+    pub(crate) fn new(task: TaskId, remote: &'a Arc<Remote>) -> Self {
+        LentWaker { task, remote, promoted: std::sync::OnceLock::new(), woken: Cell::new(false), thread: thread_mark() }
+    }
+
+    /// Was the task woken through this waker on the loop's own thread (W5)?
+    pub(crate) fn woken(&self) -> bool {
+        self.woken.get()
     }
 
     /// The owned waker data, allocating it at the first call.
@@ -172,9 +177,9 @@ pub(crate) fn with_lent_waker<R>(lent: &LentWaker<'_>, f: impl FnOnce(&Waker) ->
     // SAFETY: W4. The data pointer is a `&LentWaker` that outlives `f`, and the waker is
     // wrapped in ManuallyDrop and only lent by reference, so it is never dropped or woken by
     // value: only `lent_clone` and `lent_wake_by_ref` can be called on it, both of which only
-    // read through the pointer while `f` runs. From another thread they use only its Sync
+    // use the pointer as a shared reference, while `f` runs. From another thread they use only its Sync
     // parts (a TaskId, a shared `Arc<Remote>`, a `OnceLock`, the `thread` address compared
-    // by value); `home` (an `Rc` loop) is dereferenced only on its own thread (W5).
+    // by value); `woken` (a `Cell`) is touched only on the loop's own thread (W5).
     let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw) });
     f(&waker)
 }
@@ -208,11 +213,8 @@ unsafe fn lent_wake_by_ref(data: *const ()) {
     // SAFETY: W4.
     let lent = unsafe { &*data.cast::<LentWaker<'_>>() };
     if thread_mark() == lent.thread {
-        // SAFETY: W5. We are on the thread whose `run_task` built `lent` from its `&self`,
-        // and that call is still running (the lent waker lives only inside its poll), so
-        // `home` points to a live `LoopHandle` that only this thread uses.
-        let home = unsafe { &*lent.home };
-        home.wake_task(lent.task);
+        // W5: we are on the thread whose `run_task` is polling `lent.task`.
+        lent.woken.set(true);
     } else {
         schedule(lent.task, lent.remote);
     }
