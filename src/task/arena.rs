@@ -65,7 +65,7 @@ const LARGEST: usize = 512;
 const CLASSES: usize = LARGEST / GRAIN;
 /// Bytes in a chunk: below glibc's 128 KiB mmap threshold, so the chunks come from (and go
 /// back to) its heap.
-const CHUNK: usize = 64 * 1024;
+pub(crate) const CHUNK: usize = 64 * 1024;
 /// A chunk's layout.
 const CHUNK_LAYOUT: Layout = match Layout::from_size_align(CHUNK, GRAIN) {
     Ok(l) => l,
@@ -151,8 +151,7 @@ impl TaskArena {
         self.live.get()
     }
 
-    /// Chunks this arena holds.
-    #[cfg(test)]
+    /// Chunks this arena holds (the memory walkthrough prints it).
     pub(crate) fn chunks(&self) -> usize {
         self.chunks.borrow().len()
     }

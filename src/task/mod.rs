@@ -69,8 +69,8 @@ use crate::events::{CallbackFn, LoopHandle, Ready, Running};
 use crate::future::{DoneCallbacks, Watcher, fire_entries};
 
 use crate::trace::{CallbackId, EventKind, Outcome, WakeSource};
-pub(crate) use arena::TaskArena;
 use arena::TaskBox;
+pub(crate) use arena::{CHUNK as ARENA_CHUNK, TaskArena};
 use raw_waker::{LentWaker, waker_for, with_lent_waker};
 pub(crate) use table::TaskTable;
 
