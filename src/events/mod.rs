@@ -697,8 +697,10 @@ impl LoopHandle {
                 None => (None, TimeoutReason::NoTimers),
             }
         };
-        self.emit_with(|| EventKind::IterationStarted { iteration, ready: ready_now, timeout, reason });
-        self.emit_cascades();
+        if inner.tracer.on() {
+            self.emit(EventKind::IterationStarted { iteration, ready: ready_now, timeout, reason });
+            self.emit_cascades_slow();
+        }
 
         // Phase 2: wait for I/O (or jump the virtual clock).
         self.wait_phase(timeout, reason)?;

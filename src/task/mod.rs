@@ -782,7 +782,12 @@ impl LoopHandle {
                     slot.state = TaskState::Ready;
                     drop(tasks);
                     inner.ready.borrow_mut().push_back(Ready::task(id));
-                    self.emit_with(|| EventKind::TaskWoken { task: id, by: WakeSource::Task(id) });
+                    // One check of the tracer for both events (L1: the `yield_now` path).
+                    if inner.tracer.on() {
+                        self.emit(EventKind::TaskWoken { task: id, by: WakeSource::Task(id) });
+                        self.emit(EventKind::TaskSuspended { task: id });
+                    }
+                    return;
                 } else if slot.cancel_requested() && !slot.queued() {
                     // cancel() was called on ourselves while running: take effect next step.
                     drop(tasks);
