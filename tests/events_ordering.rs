@@ -373,3 +373,39 @@ fn same_order_on_real_and_virtual_clock() {
     assert_eq!(v, ["soon", "t1", "t3", "t2", "t0"]);
     assert_eq!(v, r);
 }
+
+/// L3: a sink attached in the middle of an iteration hears what user code does at once (a
+/// note, a spawn) and the loop's own steps (the rest of this iteration's task steps) from
+/// the next iteration on. looplab's own rule: asyncio has no event stream.
+#[test]
+fn a_sink_attached_mid_iteration_hears_the_loops_own_steps_from_the_next_one() {
+    let lp = EventLoop::new_virtual();
+    let rec = looplab::trace::Recorder::new();
+    let r = rec.clone();
+    lp.call_soon(move |lp| {
+        lp.add_trace_sink(r.clone());
+        lp.trace_note("attached");
+    });
+    // Queued behind the callback: its first step runs in the same iteration, untraced.
+    let mut t = lp.spawn(async {
+        looplab::yield_now().await;
+        7
+    });
+    let id = t.id();
+    lp.run_until_idle().unwrap();
+    assert_eq!(t.result().unwrap(), 7);
+    let kinds = rec.kinds();
+    assert!(matches!(&kinds[0], EventKind::Note { text } if text == "attached"), "{kinds:?}");
+    assert!(
+        matches!(kinds[1], EventKind::IterationStarted { iteration: 2, ready: 1, .. }),
+        "the task's first step (iteration 1) is not heard: {kinds:?}"
+    );
+    assert_eq!(
+        kinds[2..],
+        [
+            EventKind::TaskPolled { task: id },
+            EventKind::TaskFinished { task: id, outcome: looplab::trace::Outcome::Done },
+        ],
+        "{kinds:?}"
+    );
+}

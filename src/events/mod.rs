@@ -446,6 +446,15 @@ impl LoopHandle {
         self.inner.tracer.emit(|| self.inner.clock.now(), make);
     }
 
+    /// [`emit_with`](Self::emit_with) in code compiled twice (L3): nothing at all when `T` is
+    /// false, the usual check when it is true.
+    #[inline(always)]
+    pub(crate) fn emit_as<const T: bool>(&self, make: impl FnOnce() -> EventKind) {
+        if T {
+            self.emit_with(make);
+        }
+    }
+
     pub(crate) fn emit(&self, kind: EventKind) {
         self.emit_with(|| kind);
     }
@@ -669,12 +678,31 @@ impl LoopHandle {
 
     /// One iteration (the four phases in the module docs). asyncio: `_run_once`.
     ///
+    /// Whether a sink listens is read once, here (L3): with none, the iteration runs a copy
+    /// of itself compiled without the loop's own emit points (`T = false`), so the event log
+    /// costs the hot paths nothing; with one, a copy that emits (and still checks, so that
+    /// a sink detached mid-iteration hears no more).
+    ///
     /// Inlined into each of its three callers by force: left to itself the compiler stopped
     /// inlining it once a task's ending grew a few lines, and the call's saved registers cost
     /// a task switch 9 more instructions (callgrind, W2 `yield_now`: 297-301 per switch
     /// inlined, 312 called).
     #[inline(always)]
     pub(crate) fn run_once(&self) -> Result<(), LoopError> {
+        if self.inner.tracer.on() { self.run_once_traced() } else { self.run_once_as::<false>() }
+    }
+
+    /// [`run_once`](Self::run_once) with a sink attached: out of line, so the untraced copy
+    /// stays small.
+    #[cold]
+    #[inline(never)]
+    fn run_once_traced(&self) -> Result<(), LoopError> {
+        self.run_once_as::<true>()
+    }
+
+    /// One iteration, with the loop's own events emitted (`T`) or compiled out.
+    #[inline(always)]
+    fn run_once_as<const T: bool>(&self) -> Result<(), LoopError> {
         let inner = &self.inner;
         let iteration = inner.iteration.get() + 1;
         inner.iteration.set(iteration);
@@ -697,7 +725,7 @@ impl LoopHandle {
                 None => (None, TimeoutReason::NoTimers),
             }
         };
-        if inner.tracer.on() {
+        if T && inner.tracer.on() {
             self.emit(EventKind::IterationStarted { iteration, ready: ready_now, timeout, reason });
             self.emit_cascades_slow();
         }
@@ -706,7 +734,7 @@ impl LoopHandle {
         self.wait_phase(timeout, reason)?;
 
         // Phase 3: due timers join the back of the ready queue in (deadline, seq) order (E3).
-        self.expire_timers();
+        self.expire_timers::<T>();
 
         // Phase 4: run exactly what is ready now; what this adds waits a turn (E2).
         let ntodo = inner.ready.borrow().len();
@@ -715,8 +743,8 @@ impl LoopHandle {
                 break;
             };
             match entry.kind() {
-                ReadyKind::Task(id) => self.run_task(id),
-                ReadyKind::Callback { index, seq_low } => self.run_callback(index, seq_low),
+                ReadyKind::Task(id) => self.run_task::<T>(id),
+                ReadyKind::Callback { index, seq_low } => self.run_callback::<T>(index, seq_low),
             }
         }
         if inner.lost_waker_check.get() {
@@ -772,14 +800,22 @@ impl LoopHandle {
     }
 
     /// Phase 2 in full: the real poll, or the virtual clock's jump, or deadlock detection.
+    /// The common case, work waiting and no I/O source (E6), inline; the rest out of line.
+    #[inline(always)]
     fn wait_phase(&self, timeout: Option<Nanos>, reason: TimeoutReason) -> Result<(), LoopError> {
-        let inner = &self.inner;
-        let has_io = inner.reactor.borrow().len() > 0;
-        if timeout == Some(0) {
+        let has_io = self.inner.reactor.borrow().len() > 0;
+        if timeout == Some(0) && !has_io {
             // E6: with no sources registered, no selector call can report anything.
-            if has_io {
-                self.poll_io(Some(Duration::ZERO))?;
-            }
+            return Ok(());
+        }
+        self.wait_phase_slow(timeout, reason, has_io)
+    }
+
+    #[inline(never)]
+    fn wait_phase_slow(&self, timeout: Option<Nanos>, reason: TimeoutReason, has_io: bool) -> Result<(), LoopError> {
+        let inner = &self.inner;
+        if timeout == Some(0) {
+            self.poll_io(Some(Duration::ZERO))?;
             return Ok(());
         }
         if inner.clock.is_virtual() {
@@ -921,7 +957,7 @@ impl LoopHandle {
     }
 
     /// Phase 3: take due timers, queue their callbacks.
-    fn expire_timers(&self) {
+    fn expire_timers<const T: bool>(&self) {
         let inner = &self.inner;
         if inner.timers.borrow().queue().is_empty() {
             return;
@@ -942,7 +978,7 @@ impl LoopHandle {
                 ready.push_back(Ready::callback(e.payload, e.seq));
             }
         }
-        if inner.tracer.on() {
+        if T && inner.tracer.on() {
             let list: Vec<(CallbackId, Nanos)> =
                 due.iter().map(|e| (CallbackId { index: e.payload, seq: e.seq }, e.deadline)).collect();
             drop(due);
@@ -976,7 +1012,7 @@ impl LoopHandle {
 
     /// Run the callback in slot `index` if its sequence number ends in `seq_low` (E9); a
     /// cancelled one is skipped (E4), a panic caught (E7).
-    fn run_callback(&self, index: u32, seq_low: u32) {
+    fn run_callback<const T: bool>(&self, index: u32, seq_low: u32) {
         let inner = &self.inner;
         let slot = {
             let mut cbs = inner.callbacks.borrow_mut();
@@ -990,23 +1026,23 @@ impl LoopHandle {
             CallbackFn::Wake(w) => {
                 // A sleep's timer: wake the task, attributing it to the timer.
                 let prev = inner.current.replace(Running::Timer { index: id.index, seq: id.seq });
-                self.emit_with(|| EventKind::CallbackRan { id });
+                self.emit_as::<T>(|| EventKind::CallbackRan { id });
                 w.wake();
                 inner.current.set(prev);
             }
             CallbackFn::WakeTask(task) => {
-                self.emit_with(|| EventKind::CallbackRan { id });
+                self.emit_as::<T>(|| EventKind::CallbackRan { id });
                 self.schedule_task(task, WakeSource::Timer(id));
             }
-            CallbackFn::Boxed(f) => self.call_guarded(id, Running::callback(id), move |lp| f(lp)),
-            CallbackFn::Remote(f) => self.call_guarded(id, Running::Remote, move |lp| f(lp)),
-            CallbackFn::Gather(link) => self.call_guarded(id, Running::callback(id), move |lp| link.fire(lp)),
+            CallbackFn::Boxed(f) => self.call_guarded::<T>(id, Running::callback(id), move |lp| f(lp)),
+            CallbackFn::Remote(f) => self.call_guarded::<T>(id, Running::Remote, move |lp| f(lp)),
+            CallbackFn::Gather(link) => self.call_guarded::<T>(id, Running::callback(id), move |lp| link.fire(lp)),
         }
     }
 
-    fn call_guarded(&self, id: CallbackId, running: Running, f: impl FnOnce(&LoopHandle)) {
+    fn call_guarded<const T: bool>(&self, id: CallbackId, running: Running, f: impl FnOnce(&LoopHandle)) {
         let prev = self.inner.current.replace(running);
-        self.emit_with(|| EventKind::CallbackRan { id });
+        self.emit_as::<T>(|| EventKind::CallbackRan { id });
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(self)));
         self.inner.current.set(prev);
         if let Err(payload) = r {

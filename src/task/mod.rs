@@ -696,7 +696,7 @@ impl LoopHandle {
     }
 
     /// One step of a task. asyncio: `Task.__step`. The only place a task's future is polled.
-    pub(crate) fn run_task(&self, id: TaskId) {
+    pub(crate) fn run_task<const T: bool>(&self, id: TaskId) {
         let inner = &self.inner;
         // Take the future (and the owned waker, if any) out, so user code runs with no slab
         // borrow held.
@@ -734,7 +734,7 @@ impl LoopHandle {
             self.finish_task(id, Error::cancelled());
             return;
         }
-        self.emit_with(|| EventKind::TaskPolled { task: id });
+        self.emit_as::<T>(|| EventKind::TaskPolled { task: id });
         let prev = inner.current.replace(Running::Task(id));
         let poll_with = |waker: &Waker, fut: &mut BoxedTask| {
             let mut cx = Context::from_waker(waker);
@@ -752,13 +752,13 @@ impl LoopHandle {
         };
         // `current` stays this task until the step is wrapped up, so the wake-ups its
         // completion causes are attributed to it (who woke whom).
-        self.finish_step(id, polled, fut, owned, woken);
+        self.finish_step::<T>(id, polled, fut, owned, woken);
         inner.current.set(prev);
     }
 
     /// The end of a step: put a pending future back (queued again if it woke itself through
     /// its lent waker, `woken`, W5), or record the outcome.
-    fn finish_step(
+    fn finish_step<const T: bool>(
         &self,
         id: TaskId,
         polled: std::thread::Result<Poll<()>>,
@@ -783,7 +783,7 @@ impl LoopHandle {
                     drop(tasks);
                     inner.ready.borrow_mut().push_back(Ready::task(id));
                     // One check of the tracer for both events (L1: the `yield_now` path).
-                    if inner.tracer.on() {
+                    if T && inner.tracer.on() {
                         self.emit(EventKind::TaskWoken { task: id, by: WakeSource::Task(id) });
                         self.emit(EventKind::TaskSuspended { task: id });
                     }
@@ -796,7 +796,7 @@ impl LoopHandle {
                     slot.state = if slot.queued() { TaskState::Ready } else { TaskState::Waiting };
                     drop(tasks);
                 }
-                self.emit_with(|| EventKind::TaskSuspended { task: id });
+                self.emit_as::<T>(|| EventKind::TaskSuspended { task: id });
             }
             Ok(Poll::Ready(())) => {
                 drop(owned);
@@ -807,7 +807,7 @@ impl LoopHandle {
                     slot.cell = Some(fut);
                     let (watchers, free) = slot.record_ending(TaskState::Done);
                     drop(tasks);
-                    self.announce_ending(id, || Outcome::Done, watchers, free);
+                    self.announce_ending::<T>(id, || Outcome::Done, watchers, free);
                 } else {
                     // asyncio's `_must_cancel` at the end of `__step`: a task that was asked to
                     // cancel and then returned ends cancelled; its value is dropped.
@@ -845,13 +845,19 @@ impl LoopHandle {
             slot.extra_mut().failure = Some(Failure { error, retrieved: false });
             slot.record_ending(state)
         };
-        self.announce_ending(id, || outcome, watchers, free);
+        self.announce_ending::<true>(id, || outcome, watchers, free);
     }
 
     /// After [`TaskSlot::record_ending`], outside the borrow: log it, schedule the watchers,
     /// free a detached slot.
-    fn announce_ending(&self, id: TaskId, outcome: impl FnOnce() -> Outcome, watchers: Watchers, free: bool) {
-        self.emit_with(|| EventKind::TaskFinished { task: id, outcome: outcome() });
+    fn announce_ending<const T: bool>(
+        &self,
+        id: TaskId,
+        outcome: impl FnOnce() -> Outcome,
+        watchers: Watchers,
+        free: bool,
+    ) {
+        self.emit_as::<T>(|| EventKind::TaskFinished { task: id, outcome: outcome() });
         let has_callbacks = matches!(&watchers, Watchers::Many(_));
         // Most tasks end unwatched (their handle reads them later): no call for nothing.
         if !matches!(watchers, Watchers::None) {

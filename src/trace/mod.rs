@@ -9,6 +9,7 @@
 //!   EventLoop ──emit(kind)──► Tracer ──► [Recorder]  Vec<TraceEvent>  (tests)
 //!      │  one branch when          └───► [Printer]   "t=1.000s #42 task T3 polled"
 //!      │  no sink is attached      └───► [your sink] impl TraceSink
+//!      │  (none in the loop's own steps: they run a copy compiled without, L3)
 //! ```
 //!
 //! # asyncio equivalent
@@ -21,6 +22,13 @@
 //!   built inside a closure that is never called.
 //! - **L2** Sequence numbers are consecutive from 1 within a loop, so a recorded log is a
 //!   total order of what happened.
+//! - **L3** The loop's own steps (an iteration's start, a task's poll, suspension and end, a
+//!   callback's run, a timer coming due) are compiled twice, with and without their emit
+//!   points, and `run_once` picks the copy once per iteration by asking whether a sink is
+//!   attached: with none, those steps carry no branch at all. So a sink attached *during*
+//!   an iteration hears the loop's own steps from the next iteration on (what user code
+//!   does, a spawn, a wake, a `call_soon`, it hears at once); one detached mid-iteration
+//!   hears nothing more (the traced copy still checks).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
