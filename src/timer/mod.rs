@@ -72,6 +72,10 @@
 //!   the first occupied slot of the lowest occupied level holds the earliest timer.
 //! - **T9** A level's `occupied` bit is set iff its slot list is non-empty; a slot's
 //!   cached minimum is `<=` the true minimum of its list, and equal unless `stale`.
+//! - **T12** An entry that an `expire` found in `elapsed`'s own level-0 slot but not yet
+//!   due waits in the *run*, a min-heap by `(deadline, seq)`, instead of going back on the
+//!   slot's list; every live entry of the run is of tick `elapsed`, and is in no slot
+//!   list. A cancelled one stays in the run until popped, recognised by its key (T5).
 //!
 //! Heap (`heap.rs`):
 //! - **T10** `heap` satisfies the heap property for the mode's `<`; `heap[0]` is the

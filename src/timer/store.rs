@@ -163,6 +163,12 @@ impl<E> Store<E> {
         &self.slab[index as usize].entry
     }
 
+    /// The seq of the entry at `index`. Panics if vacant, like [`Store::get`].
+    #[inline]
+    pub(crate) fn seq(&self, index: u32) -> u64 {
+        self.slab[index as usize].seq
+    }
+
     /// The entry at `index`, mutably. Panics if vacant, like [`Store::get`].
     #[inline]
     pub(crate) fn get_mut(&mut self, index: u32) -> &mut E {
