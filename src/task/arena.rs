@@ -317,17 +317,10 @@ impl Drop for TaskBox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::task::boxed::tests::Guard;
     use std::cell::Cell;
     use std::rc::Rc;
     use std::task::{Context, Poll, Waker};
-
-    /// Counts its drops.
-    struct Guard(Rc<Cell<u32>>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            self.0.set(self.0.get() + 1);
-        }
-    }
 
     #[test]
     fn a_freed_block_is_the_next_one_handed_out_and_destructors_run_once() {

@@ -115,14 +115,14 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::cell::Cell;
     use std::rc::Rc;
     use std::task::Waker;
 
-    /// Counts its drops: shows when the future's destructors run.
-    struct Guard(Rc<Cell<u32>>);
+    /// Counts its drops: shows when the future's destructors run (the arena's tests too).
+    pub(crate) struct Guard(pub(crate) Rc<Cell<u32>>);
     impl Drop for Guard {
         fn drop(&mut self) {
             self.0.set(self.0.get() + 1);
