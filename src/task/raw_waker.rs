@@ -176,10 +176,11 @@ pub(crate) fn with_lent_waker<R>(lent: &LentWaker<'_>, f: impl FnOnce(&Waker) ->
     let raw = RawWaker::new((lent as *const LentWaker<'_>).cast::<()>(), &LENT_VTABLE);
     // SAFETY: W4. The data pointer is a `&LentWaker` that outlives `f`, and the waker is
     // wrapped in ManuallyDrop and only lent by reference, so it is never dropped or woken by
-    // value: only `lent_clone` and `lent_wake_by_ref` can be called on it, both of which only
-    // use the pointer as a shared reference, while `f` runs. From another thread they use only its Sync
-    // parts (a TaskId, a shared `Arc<Remote>`, a `OnceLock`, the `thread` address compared
-    // by value); `woken` (a `Cell`) is touched only on the loop's own thread (W5).
+    // value: only `lent_clone` and `lent_wake_by_ref` can be called on it, both of which
+    // only use the pointer as a shared reference, while `f` runs. From another thread they
+    // use only its Sync parts (a TaskId, a shared `Arc<Remote>`, a `OnceLock`, the `thread`
+    // address compared by value); `woken` (a `Cell`) is touched only on the loop's own
+    // thread (W5).
     let waker = ManuallyDrop::new(unsafe { Waker::from_raw(raw) });
     f(&waker)
 }
