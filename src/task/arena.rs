@@ -12,7 +12,7 @@
 //! goes on its class's free list, to be the next block of that size handed out.
 //!
 //! ```text
-//!   size classes: 16, 32, 48, ... 512 bytes (a box of n bytes takes class ⌈n/16⌉)
+//!   size classes: 16, 32, 48, ... 512 bytes (a box of n bytes takes a block of ⌈n/16⌉ × 16)
 //!
 //!   class 32 B   free ──► [blk] ──► [blk] ──► null        (freed blocks, LIFO: the next
 //!                bump ─┐                                   alloc reuses the last freed)
