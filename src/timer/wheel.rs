@@ -661,8 +661,10 @@ mod tests {
     fn a_busy_tick_is_fired_from_the_run() {
         let mut w = TimerWheel::new();
         let base = ms(5);
-        // 6,000 distinct deadlines in tick 5, inserted in a scrambled order.
-        let n = 6000u64;
+        // 6,000 distinct deadlines in tick 5, inserted in a scrambled order (600 under
+        // Miri, which interprets every step: this file has no unsafe code, and the store's
+        // compaction is checked by its own tests there).
+        let n = if cfg!(miri) { 600 } else { 6000u64 };
         let mut keys = Vec::new();
         for i in 0..n {
             let j = (i * 7919) % n; // a permutation of 0..n
@@ -690,7 +692,9 @@ mod tests {
                 cancelled += 1;
             }
         }
-        assert!(w.stats().compactions > 0, "the store compacted while the run named its entries");
+        if !cfg!(miri) {
+            assert!(w.stats().compactions > 0, "the store compacted while the run named its entries");
+        }
         assert_eq!(w.len(), (n - 1) as usize - cancelled);
         // An arrival in the current tick, earlier than everything left.
         w.insert(base + 2, n, 99_999);
