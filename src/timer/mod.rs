@@ -59,9 +59,10 @@
 //! - **T5** A [`TimerKey`] finds its timer while the timer is live, across slab
 //!   compactions; once the timer fired or was cancelled the key finds nothing, even
 //!   when its slab index now holds another timer (the seq differs, by T1).
-//! - **T6** Memory follows live timers: after any removal, if the slab has at least
-//!   4096 slots and fewer than a quarter are used, it is compacted; the forwarding
-//!   map holds only live timers that compaction moved.
+//! - **T6** Memory follows live timers: at each clean-up point (`next_deadline` and
+//!   `expire`, asyncio's clean-up in `_run_once`), if the slab has at least 4096 slots and
+//!   fewer than a quarter are used, it is compacted; a slab emptied by a removal is
+//!   released at once; the forwarding map holds only live timers that compaction moved.
 //!
 //! Wheel (`wheel.rs`):
 //! - **T7** Every entry's tick (`deadline / TICK_NS`, raised to `elapsed` if already
@@ -551,7 +552,7 @@ mod tests {
         assert!(out.windows(2).all(|w| (w[0].deadline, w[0].seq) < (w[1].deadline, w[1].seq)));
     }
 
-    /// T6 for the wheel (eager unlink, compaction during the cancels).
+    /// T6 for the wheel (eager unlink, compaction at the clean-up point).
     #[test]
     #[cfg_attr(miri, ignore = "a million timers: hours under Miri; compaction is covered by timer::store's tests")]
     fn memory_follows_live_timers_wheel() {

@@ -206,6 +206,17 @@ impl<E> Store<E> {
         capacity >= COMPACT_MIN_CAPACITY && self.slab.len() * 4 < capacity
     }
 
+    /// An empty store gives its slots back at once (T6), if it has at least
+    /// [`COMPACT_MIN_CAPACITY`]: nothing is live, so nothing moves and nothing is forwarded.
+    pub(crate) fn release(&mut self) {
+        if self.slab.is_empty() && self.slab.capacity() >= COMPACT_MIN_CAPACITY {
+            debug_assert!(self.forward.is_empty(), "T6: the forwarding map holds only live entries");
+            self.slab = Slab::new();
+            self.forward = ForwardMap::default();
+            self.compactions += 1;
+        }
+    }
+
     /// Moves entries from the end into the holes, shrinks the slab, records moved
     /// entries in the forwarding map, and returns `remap`, where `remap[old]` is
     /// the new index of the entry that was at `old` (identity for unmoved ones).
