@@ -727,7 +727,7 @@ impl LoopHandle {
         };
         if T && inner.tracer.on() {
             self.emit(EventKind::IterationStarted { iteration, ready: ready_now, timeout, reason });
-            self.emit_cascades_slow();
+            self.emit_cascades();
         }
 
         // Phase 2: wait for I/O (or jump the virtual clock).
@@ -992,15 +992,10 @@ impl LoopHandle {
         }
     }
 
-    #[inline]
-    fn emit_cascades(&self) {
-        if self.inner.tracer.on() {
-            self.emit_cascades_slow();
-        }
-    }
-
+    /// Log the cascades the timer queue recorded (only called with a sink attached: the
+    /// queue records them only then).
     #[cold]
-    fn emit_cascades_slow(&self) {
+    fn emit_cascades(&self) {
         let mut buf = self.inner.cascades.borrow_mut();
         self.inner.timers.borrow_mut().queue_mut().drain_cascades(&mut buf);
         let list: Vec<Cascade> = buf.drain(..).collect();

@@ -70,8 +70,6 @@ pub struct LoopSnapshot {
     pub task_header_size: usize,
     /// Chunks of the loop's task arena (`src/task/arena.rs`), where the boxed futures live.
     pub task_arena_chunks: usize,
-    /// Bytes in one arena chunk.
-    pub task_arena_chunk_size: usize,
     /// The timer queue's own picture (wheel levels and slots, or the heap's top).
     pub timers: TimerSnapshot,
     /// Live timers, sorted by `seq` (I2), with what each will do and where it sits.
@@ -285,7 +283,6 @@ impl LoopHandle {
             task_capacity,
             task_header_size: size_of::<TaskSlot>(),
             task_arena_chunks: inner.arena.chunks(),
-            task_arena_chunk_size: crate::task::ARENA_CHUNK,
             timers,
             timer_entries,
             next_deadline,
@@ -450,9 +447,11 @@ impl fmt::Display for LoopSnapshot {
         }
         writeln!(
             f,
-            "arena    TaskArena        chunks={} x {} KiB  (futures of up to 512 B, in 16-byte classes)",
+            "arena    TaskArena        chunks={} x {} KiB  (futures of up to {} B, in {}-byte classes)",
             self.task_arena_chunks,
-            self.task_arena_chunk_size / 1024
+            crate::task::ARENA_CHUNK / 1024,
+            crate::task::ARENA_LARGEST,
+            crate::task::ARENA_GRAIN
         )?;
         let kind = match self.timers {
             TimerSnapshot::Wheel(_) => "TimerWheel",

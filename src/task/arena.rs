@@ -58,9 +58,9 @@ use std::ptr::{self, NonNull};
 use super::boxed::{TaskCell, TaskFuture};
 
 /// Bytes between size classes, and the blocks' alignment.
-const GRAIN: usize = 16;
+pub(crate) const GRAIN: usize = 16;
 /// The largest box the arena takes.
-const LARGEST: usize = 512;
+pub(crate) const LARGEST: usize = 512;
 /// Size classes: 16, 32, ... 512 bytes.
 const CLASSES: usize = LARGEST / GRAIN;
 /// Bytes in a chunk: below glibc's 128 KiB mmap threshold, so the chunks come from (and go
@@ -211,20 +211,12 @@ impl TaskArena {
     /// Destroy a box and give its block back: to its class's free list if the arena made it
     /// (M2), else to the global allocator.
     pub(crate) fn free(&self, b: TaskBox) {
-        let b = ManuallyDrop::new(b);
-        let p = b.0.as_ptr();
-        // SAFETY: `p` is a live `TaskCell` (TaskBox's invariant); its layout is read before
-        // it is dropped.
-        let layout = Layout::for_value(unsafe { &*p });
-        // SAFETY: `p` is live and, as `b` is ManuallyDrop, dropped exactly once, here. (If a
-        // destructor panics, the block is not reused: it goes back with its chunk, M3.)
-        unsafe { ptr::drop_in_place(p) };
-        let block = p.cast::<u8>();
-        if !Self::takes(layout) {
-            // SAFETY: M2: the global allocator made this block with this layout.
-            unsafe { dealloc(block, layout) };
+        let mut b = ManuallyDrop::new(b);
+        // SAFETY: `b` is ManuallyDrop and not used after this: `destroy` is its last use.
+        // (If a destructor panics, the block is not reused: it goes back with its chunk, M3.)
+        let Some((block, layout)) = (unsafe { b.destroy() }) else {
             return;
-        }
+        };
         #[cfg(test)]
         self.live.set(self.live.get() - 1);
         let class = &self.classes[Self::class_of(layout.size())];
@@ -291,6 +283,28 @@ impl TaskBox {
         unsafe { Pin::new_unchecked(self.0.as_mut()) }
     }
 
+    /// Run the cell's destructor and give a block of the global allocator back (M2). Returns
+    /// an arena block, with its layout, for the caller to reuse or to leave to its chunk.
+    ///
+    /// # Safety
+    /// The box's last use: the cell is dropped here, so nothing may touch it (or drop the
+    /// box) afterwards.
+    unsafe fn destroy(&mut self) -> Option<(*mut u8, Layout)> {
+        let p = self.0.as_ptr();
+        // SAFETY: the cell is live (the invariant); its layout is read before it is dropped.
+        let layout = Layout::for_value(unsafe { &*p });
+        // SAFETY: the box owns the cell, and by this function's contract this is its only
+        // drop.
+        unsafe { ptr::drop_in_place(p) };
+        let block = p.cast::<u8>();
+        if TaskArena::takes(layout) {
+            return Some((block, layout));
+        }
+        // SAFETY: M2: the global allocator made this block with this layout.
+        unsafe { dealloc(block, layout) };
+        None
+    }
+
     /// The cell's size in bytes.
     pub(crate) fn size(&self) -> usize {
         // SAFETY: the cell is live (the invariant).
@@ -302,15 +316,8 @@ impl Drop for TaskBox {
     /// A box dropped rather than given to [`TaskArena::free`] (a closing loop's table): run
     /// the cell's destructor; an arena block goes back with its chunk (M3).
     fn drop(&mut self) {
-        let p = self.0.as_ptr();
-        // SAFETY: the cell is live (the invariant); its layout is read before it is dropped.
-        let layout = Layout::for_value(unsafe { &*p });
-        // SAFETY: the box owns the cell, and this is its only drop.
-        unsafe { ptr::drop_in_place(p) };
-        if !TaskArena::takes(layout) {
-            // SAFETY: M2: the global allocator made this block with this layout.
-            unsafe { dealloc(p.cast::<u8>(), layout) };
-        }
+        // SAFETY: `drop` is the box's last use.
+        unsafe { self.destroy() };
     }
 }
 

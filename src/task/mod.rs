@@ -70,7 +70,7 @@ use crate::future::{DoneCallbacks, Watcher, fire_entries};
 
 use crate::trace::{CallbackId, EventKind, Outcome, WakeSource};
 use arena::TaskBox;
-pub(crate) use arena::{CHUNK as ARENA_CHUNK, TaskArena};
+pub(crate) use arena::{CHUNK as ARENA_CHUNK, GRAIN as ARENA_GRAIN, LARGEST as ARENA_LARGEST, TaskArena};
 use raw_waker::{LentWaker, waker_for, with_lent_waker};
 pub(crate) use table::TaskTable;
 
